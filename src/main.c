@@ -1,0 +1,53 @@
+/* pymemspy: memory profiler for running CPython processes. The subcommand table. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "version.h"
+
+struct subcommand {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct subcommand subcommands[] = {
+	{"dump", cmd_dump, "print every thread's Python stack"},
+	{"doctor", cmd_doctor, "check what this host allows pymemspy to do"},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "Usage: pymemspy <command> [options]\n\n"
+		     "Memory profiler for running CPython processes, attached from the outside.\n\n"
+		     "Commands:\n");
+	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+		fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+	fprintf(out, "\n'pymemspy <command> --help' describes each command.\n"
+		     "\nExamples:\n"
+		     "  sudo pymemspy dump --pid 4242\n"
+		     "  sudo pymemspy doctor\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		cli_print_exit_codes();
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("pymemspy %s\n", PMS_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+		if (!strcmp(argv[1], subcommands[i].name))
+			return subcommands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "pymemspy: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
