@@ -6,6 +6,7 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 
 .DELETE_ON_ERROR:
+.SECONDARY:
 .SUFFIXES:
 
 BUILD    ?= build

@@ -14,30 +14,30 @@
 
 /* How a thread's frames are chained. */
 enum py_frame_model {
-	PY_FRAMES_OBJECTS = 1,      /* 3.8-3.10: tstate->frame, PyFrameObject, f_back/f_code/f_lasti */
-	PY_FRAMES_CFRAME = 2,       /* 3.11-3.12: tstate->cframe->current_frame, _PyInterpreterFrame */
-	PY_FRAMES_CURRENT = 3,      /* 3.13+: tstate->current_frame, _PyInterpreterFrame */
+	PY_FRAMES_OBJECTS = 1, /* 3.8-3.10: tstate->frame, PyFrameObject, f_back/f_code/f_lasti */
+	PY_FRAMES_CFRAME = 2,  /* 3.11-3.12: tstate->cframe->current_frame, _PyInterpreterFrame */
+	PY_FRAMES_CURRENT = 3, /* 3.13+: tstate->current_frame, _PyInterpreterFrame */
 };
 
 /* Which line-number table a code object carries (see linetable.h). */
 enum py_linetable_kind {
-	PY_LINES_LNOTAB = 1,        /* 3.8-3.9 co_lnotab */
-	PY_LINES_LINETABLE310 = 2,  /* 3.10 co_linetable */
-	PY_LINES_LOCATIONS311 = 3,  /* 3.11+ co_linetable (location table) */
+	PY_LINES_LNOTAB = 1,	   /* 3.8-3.9 co_lnotab */
+	PY_LINES_LINETABLE310 = 2, /* 3.10 co_linetable */
+	PY_LINES_LOCATIONS311 = 3, /* 3.11+ co_linetable (location table) */
 };
 
 /* Where the GIL state lives. */
 enum py_gil_model {
-	PY_GIL_RUNTIME = 1,         /* 3.8-3.11: _PyRuntime.ceval.gil, holder also in gilstate */
-	PY_GIL_INTERP_PTR = 2,      /* 3.12+: interp->ceval.gil points to a struct _gil_runtime_state */
+	PY_GIL_RUNTIME = 1,    /* 3.8-3.11: _PyRuntime.ceval.gil, holder also in gilstate */
+	PY_GIL_INTERP_PTR = 2, /* 3.12+: interp->ceval.gil points to a struct _gil_runtime_state */
 };
 
 struct py_layout {
 	uint8_t major, minor;
-	uint8_t frame_model;        /* enum py_frame_model */
-	uint8_t linetable_kind;     /* enum py_linetable_kind */
-	uint8_t gil_model;          /* enum py_gil_model */
-	uint8_t lasti_in_bytes;     /* 3.8-3.9: f_lasti counts bytes; 3.10: code units */
+	uint8_t frame_model;	/* enum py_frame_model */
+	uint8_t linetable_kind; /* enum py_linetable_kind */
+	uint8_t gil_model;	/* enum py_gil_model */
+	uint8_t lasti_in_bytes; /* 3.8-3.9: f_lasti counts bytes; 3.10: code units */
 	/* Frames whose owner is >= this are interpreter-internal (entry/shim) and skipped;
 	 * 0 means this version has no such frames. 3.12/3.13: 3 (FRAME_OWNED_BY_CSTACK),
 	 * 3.14: 3 (INTERPRETER=3, CSTACK=4). */
@@ -49,54 +49,56 @@ struct py_layout {
 	int32_t runtime_interpreters_head;
 	int32_t runtime_interpreters_main;
 	int32_t runtime_gilstate_tstate_current; /* 3.8-3.11 */
-	int32_t runtime_gil_locked;              /* 3.8-3.11: _PyRuntime.ceval.gil.locked */
-	int32_t runtime_gil_last_holder;         /* 3.8-3.11: _PyRuntime.ceval.gil.last_holder */
+	int32_t runtime_gil_locked;		 /* 3.8-3.11: _PyRuntime.ceval.gil.locked */
+	int32_t runtime_gil_last_holder;	 /* 3.8-3.11: _PyRuntime.ceval.gil.last_holder */
 
 	/* PyInterpreterState */
 	int32_t interp_next;
-	int32_t interp_threads_head;   /* tstate_head (3.8-3.10) or threads.head (3.11+) */
+	int32_t interp_threads_head; /* tstate_head (3.8-3.10) or threads.head (3.11+) */
 	int32_t interp_id;
-	int32_t interp_ceval_gil;      /* 3.12+: pointer to struct _gil_runtime_state */
-	int32_t gil_locked;            /* 3.12+: offset inside struct _gil_runtime_state */
-	int32_t gil_last_holder;       /* 3.12+: offset inside struct _gil_runtime_state */
+	int32_t interp_ceval_gil; /* 3.12+: pointer to struct _gil_runtime_state */
+	int32_t gil_locked;	  /* 3.12+: offset inside struct _gil_runtime_state */
+	int32_t gil_last_holder;  /* 3.12+: offset inside struct _gil_runtime_state */
 
 	/* PyThreadState */
 	int32_t tstate_next;
 	int32_t tstate_interp;
-	int32_t tstate_frame;          /* 3.8-3.10: PyFrameObject *frame */
-	int32_t tstate_cframe;         /* 3.11-3.12: _PyCFrame *cframe */
-	int32_t cframe_current_frame;  /* 3.11-3.12: offset in _PyCFrame */
-	int32_t tstate_current_frame;  /* 3.13+ */
-	int32_t tstate_thread_id;      /* pthread_t */
+	int32_t tstate_frame;		 /* 3.8-3.10: PyFrameObject *frame */
+	int32_t tstate_cframe;		 /* 3.11-3.12: _PyCFrame *cframe */
+	int32_t cframe_current_frame;	 /* 3.11-3.12: offset in _PyCFrame */
+	int32_t tstate_current_frame;	 /* 3.13+ */
+	int32_t tstate_thread_id;	 /* pthread_t */
 	int32_t tstate_native_thread_id; /* 3.11+: kernel tid */
 
 	/* Frames: PyFrameObject (3.8-3.10) or _PyInterpreterFrame (3.11+) */
-	int32_t frame_previous;        /* f_back or previous */
-	int32_t frame_code;            /* f_code or f_executable */
-	int32_t frame_lasti;           /* 3.8-3.10: int f_lasti */
-	int32_t frame_instr_ptr;       /* 3.11-3.12 prev_instr, 3.13+ instr_ptr */
-	int32_t frame_owner;           /* 3.11+: char owner */
-	int32_t frame_size;            /* sizeof the frame struct, for one bounded read */
+	int32_t frame_previous;	  /* f_back or previous */
+	int32_t frame_code;	  /* f_code or f_executable */
+	int32_t frame_lasti;	  /* 3.8-3.10: int f_lasti */
+	int32_t frame_instr_ptr;  /* 3.11-3.12 prev_instr, 3.13+ instr_ptr */
+	int32_t frame_owner;	  /* 3.11+: char owner */
+	int32_t frame_size;	  /* sizeof the frame struct, for one bounded read */
+	int32_t frame_tlbc_index; /* 3.14t: int32, which co_tlbc copy instr_ptr is in */
 
 	/* PyCodeObject */
 	int32_t code_argcount;
 	int32_t code_firstlineno;
 	int32_t code_filename;
 	int32_t code_name;
-	int32_t code_qualname;         /* 3.11+ */
-	int32_t code_linetable;        /* co_lnotab (3.8-3.9) or co_linetable (3.10+), a bytes object */
-	int32_t code_code_adaptive;    /* 3.11+: start of the bytecode inside the code object */
-	int32_t code_firsttraceable;   /* 3.11+: _co_firsttraceable */
-	int32_t code_size;             /* bytes to read to see every field above */
+	int32_t code_qualname;	/* 3.11+ */
+	int32_t code_linetable; /* co_lnotab (3.8-3.9) or co_linetable (3.10+), a bytes object */
+	int32_t code_code_adaptive;  /* 3.11+: start of the bytecode inside the code object */
+	int32_t code_firsttraceable; /* 3.11+: _co_firsttraceable */
+	int32_t code_tlbc;	     /* 3.14t: _PyCodeArray *co_tlbc, per-thread bytecode */
+	int32_t code_size;	     /* bytes to read to see every field above */
 
 	/* Objects */
-	int32_t object_type;           /* ob_type in PyObject */
-	int32_t varobject_size;        /* ob_size in PyVarObject */
-	int32_t bytes_data;            /* ob_sval in PyBytesObject */
-	int32_t unicode_length;        /* PyASCIIObject.length */
-	int32_t unicode_state;         /* PyASCIIObject.state */
-	int32_t unicode_ascii_data;    /* sizeof(PyASCIIObject) */
-	int32_t unicode_compact_data;  /* sizeof(PyCompactUnicodeObject) */
+	int32_t object_type;	      /* ob_type in PyObject */
+	int32_t varobject_size;	      /* ob_size in PyVarObject */
+	int32_t bytes_data;	      /* ob_sval in PyBytesObject */
+	int32_t unicode_length;	      /* PyASCIIObject.length */
+	int32_t unicode_state;	      /* PyASCIIObject.state */
+	int32_t unicode_ascii_data;   /* sizeof(PyASCIIObject) */
+	int32_t unicode_compact_data; /* sizeof(PyCompactUnicodeObject) */
 	/* Bit positions inside the 32-bit state word. */
 	uint8_t unicode_state_kind_shift;    /* kind:3 */
 	uint8_t unicode_state_compact_shift; /* compact:1 */
@@ -123,7 +125,7 @@ const char *pylayout_build_name(enum py_build build);
 struct pylayout_entry {
 	int major, minor;
 	enum py_build build;
-	const char *source;            /* where the numbers came from: headers of which interpreter */
+	const char *source; /* where the numbers came from: headers of which interpreter */
 	struct py_layout layout;
 };
 extern const struct pylayout_entry pylayout_table[];

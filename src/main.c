@@ -12,8 +12,8 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
-	{"dump", cmd_dump, "print every thread's Python stack"},
-	{"doctor", cmd_doctor, "check what this host allows pymemspy to do"},
+    {"dump", cmd_dump, "print every thread's Python stack"},
+    {"doctor", cmd_doctor, "check what this host allows pymemspy to do"},
 };
 
 static void usage(FILE *out)

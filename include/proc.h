@@ -1,0 +1,61 @@
+/* A process seen from the outside: its memory maps, its threads, and checked reads of its memory
+ * (process_vm_readv, falling back to /proc/PID/mem). Nothing here stops or changes the process. */
+#ifndef PMS_PROC_H
+#define PMS_PROC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "errors.h"
+
+struct proc;
+
+struct proc_map {
+	uint64_t start, end, offset;
+	uint64_t inode;
+	char perms[5];
+	char path[512]; /* as the target sees it; "" for anonymous mappings */
+};
+
+/* Opens PID: reads its maps. -ESRCH when it does not exist, -EACCES/-EPERM with advice naming
+ * CAP_SYS_PTRACE when we may not look at it. */
+int proc_open(pid_t pid, struct proc **out, struct pms_error *err);
+void proc_close(struct proc *p);
+pid_t proc_pid(const struct proc *p);
+
+size_t proc_map_count(const struct proc *p);
+const struct proc_map *proc_map_at(const struct proc *p, size_t i);
+/* The mapping containing addr, or NULL. */
+const struct proc_map *proc_map_find(const struct proc *p, uint64_t addr);
+
+/* Parses one line of /proc/PID/maps. 0 or -EINVAL. */
+int proc_maps_parse_line(const char *line, struct proc_map *out);
+
+/* Reads exactly len bytes at addr. 0, -EFAULT (unmapped or partial: normal for torn data),
+ * -ESRCH (the process exited), -EPERM (no ptrace rights). Never prints. */
+int proc_read(struct proc *p, uint64_t addr, void *buf, size_t len);
+int proc_read_u64(struct proc *p, uint64_t addr, uint64_t *out);
+int proc_read_i32(struct proc *p, uint64_t addr, int32_t *out);
+
+/* Turns a failed read into the one message users see (target exited, privilege needed...). */
+int proc_read_error(struct proc *p, int err, const char *what, struct pms_error *e);
+
+/* The path of the target's file `path` as reachable from here (through /proc/PID/root, so that
+ * a process in a container works from the host). */
+int proc_host_path(const struct proc *p, const char *path, char *out, size_t outlen);
+
+/* The thread ids of the process, sorted. Returns the count (at most max) or a negative errno. */
+int proc_tasks(const struct proc *p, pid_t *tids, size_t max);
+
+/* The state letter of a thread from /proc/PID/task/TID/stat ('R', 'S', 'D', 'T'...), or '?'. */
+char proc_task_state(const struct proc *p, pid_t tid);
+
+/* The command name (comm) of the process; "?" when unreadable. */
+const char *proc_comm(const struct proc *p);
+
+/* True while the process exists and is not a zombie. */
+bool proc_alive(const struct proc *p);
+
+#endif

@@ -1,0 +1,266 @@
+/* pymemspy doctor: what this host lets pymemspy do, check by check, then a verdict per mode. The
+ * checks and the verdicts live in host.c so that record and dump judge exactly the same way. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+
+#include "cli.h"
+#include "host.h"
+#include "json.h"
+
+#define ALL_NEEDS (HOST_NEED_PTRACE | HOST_NEED_BPF | HOST_NEED_TRACEPOINTS | HOST_NEED_UPROBES)
+
+static const struct {
+	const char *name;
+	unsigned needs;
+} modes[] = {
+    {"dump", HOST_NEEDS_DUMP},
+    {"record --events growth", HOST_NEEDS_GROWTH},
+    {"record --events malloc", HOST_NEEDS_ALLOCATOR},
+    {"record --events pymalloc", HOST_NEEDS_ALLOCATOR},
+};
+#define N_MODES (sizeof(modes) / sizeof(modes[0]))
+
+static const int shown_caps[] = {HOST_CAP_BPF, HOST_CAP_PERFMON, HOST_CAP_SYS_PTRACE,
+				 HOST_CAP_SYS_ADMIN};
+#define N_CAPS (sizeof(shown_caps) / sizeof(shown_caps[0]))
+
+struct verdict {
+	int err; /* 0, -EPERM or -PMS_ENOFEATURE */
+	char reason[512];
+};
+
+static bool verbose;
+
+/* libbpf explains every failed probe at length; doctor says it in one line unless asked. */
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	(void)level;
+	if (!verbose)
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+static void usage(void)
+{
+	printf("Usage: pymemspy doctor [--json] [--verbose] [--no-mount]\n"
+	       "\n"
+	       "Says whether this host lets pymemspy run each of its modes, and why not: kernel\n"
+	       "features (BTF, bpf(), ring buffers, uprobes, the memory tracepoints, tracefs),\n"
+	       "sysctls, and the capabilities of this process. Then it loads, attaches and\n"
+	       "triggers a tracepoint program and a uprobe of its own to prove that the whole\n"
+	       "BPF pipeline works. Run as root, it mounts tracefs at /sys/kernel/tracing when\n"
+	       "absent (as record does) and says so.\n"
+	       "\n"
+	       "Options:\n"
+	       "  --json          one JSON document on stdout (schema pymemspy.doctor/1)\n"
+	       "  -v, --verbose   show libbpf's own messages on stderr\n"
+	       "  --no-mount      do not mount tracefs when it is absent\n"
+	       "  -h, --help      show this help\n"
+	       "\n"
+	       "Examples:\n"
+	       "  sudo pymemspy doctor\n"
+	       "  pymemspy doctor                 what this unprivileged user may do\n"
+	       "  sudo pymemspy doctor --json | jq '.modes[] | select(.ok | not)'\n"
+	       "\n"
+	       "doctor exits 0 when every mode can run here, 6 when only privileges are\n"
+	       "missing, 8 when this host lacks something a mode needs.\n");
+	cli_print_exit_codes();
+}
+
+static const char *status_word(enum host_status s)
+{
+	switch (s) {
+	case HOST_OK:
+		return "ok";
+	case HOST_MISSING:
+		return "missing";
+	case HOST_DENIED:
+		return "denied";
+	case HOST_SKIPPED:
+		return "skipped";
+	}
+	return "?";
+}
+
+static const char *blocker_word(int err)
+{
+	if (err == -EPERM)
+		return "privilege";
+	if (err)
+		return "host";
+	return NULL;
+}
+
+static void print_text(const struct host_report *r, const struct utsname *uts,
+		       const struct verdict *v, int code)
+{
+	uint64_t caps = host_report_caps(r);
+	int width = 24;
+
+	for (size_t i = 0; i < host_report_count(r); i++) {
+		int len = (int)strlen(host_report_check(r, i)->name);
+
+		width = len > width ? len : width;
+	}
+	printf("pymemspy doctor: Linux %s %s, euid %u\n\nChecks\n", uts->release, uts->machine,
+	       (unsigned)geteuid());
+	for (size_t i = 0; i < host_report_count(r); i++) {
+		const struct host_check *c = host_report_check(r, i);
+
+		printf("  %-7s  %-*s  %s%s%s\n", status_word(c->status), width, c->name, c->detail,
+		       c->advice[0] ? "; " : "", c->advice);
+	}
+	printf("\nCapabilities (effective)\n ");
+	for (size_t i = 0; i < N_CAPS; i++)
+		printf(" %s %s%s", host_cap_name(shown_caps[i]),
+		       host_cap_in(caps, shown_caps[i]) ? "yes" : "no", i + 1 < N_CAPS ? "," : "");
+	printf("; %s\n\nModes\n", geteuid() == 0 ? "root" : "not root");
+	for (size_t i = 0; i < N_MODES; i++)
+		printf("  %-7s  %-*s  %s\n", v[i].err ? "cannot" : "ok", width, modes[i].name,
+		       v[i].reason);
+	if (code == PMS_EXIT_OK)
+		printf("\nEvery mode can run here.\n");
+	else if (code == PMS_EXIT_PRIVILEGE)
+		printf("\nSome modes need more privileges: run pymemspy as root.\n");
+	else
+		printf("\nSome modes cannot run on this host, whatever the privileges.\n");
+}
+
+static int print_json(const struct host_report *r, const struct utsname *uts,
+		      const struct verdict *v, int code)
+{
+	uint64_t caps = host_report_caps(r);
+	char hex[32];
+	struct json *j = json_new(stdout, isatty(STDOUT_FILENO));
+
+	if (!j)
+		return -ENOMEM;
+	json_object_begin(j);
+	json_kv_string(j, "schema", "pymemspy.doctor/1");
+	json_kv_string(j, "kernel", uts->release);
+	json_kv_string(j, "machine", uts->machine);
+	json_kv_uint(j, "euid", geteuid());
+
+	json_key(j, "checks");
+	json_array_begin(j);
+	for (size_t i = 0; i < host_report_count(r); i++) {
+		const struct host_check *c = host_report_check(r, i);
+
+		json_object_begin(j);
+		json_kv_string(j, "name", c->name);
+		json_kv_bool(j, "ok", c->status == HOST_OK);
+		json_kv_string(j, "status", status_word(c->status));
+		json_kv_string(j, "detail", c->detail);
+		json_kv_string(j, "advice", c->advice);
+		json_object_end(j);
+	}
+	json_array_end(j);
+
+	json_key(j, "capabilities");
+	json_object_begin(j);
+	snprintf(hex, sizeof(hex), "0x%016llx", (unsigned long long)caps);
+	json_kv_string(j, "effective", hex);
+	json_kv_bool(j, "root", geteuid() == 0);
+	for (size_t i = 0; i < N_CAPS; i++)
+		json_kv_bool(j, host_cap_name(shown_caps[i]), host_cap_in(caps, shown_caps[i]));
+	json_object_end(j);
+
+	json_key(j, "modes");
+	json_array_begin(j);
+	for (size_t i = 0; i < N_MODES; i++) {
+		const char *blocker = blocker_word(v[i].err);
+
+		json_object_begin(j);
+		json_kv_string(j, "name", modes[i].name);
+		json_kv_bool(j, "ok", v[i].err == 0);
+		json_kv_string(j, "reason", v[i].reason);
+		json_key(j, "blocked_by");
+		if (blocker)
+			json_string(j, blocker);
+		else
+			json_null(j);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_kv_int(j, "exit_code", code);
+	json_object_end(j);
+	json_free(j);
+	return 0;
+}
+
+int cmd_doctor(int argc, char **argv)
+{
+	static const struct option options[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"no-mount", no_argument, NULL, 'M'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct verdict v[N_MODES];
+	struct host_report *r = NULL;
+	struct pms_error err = {{0}};
+	struct utsname uts;
+	bool json = false, mount = true, host_fail = false, priv_fail = false;
+	int opt, ret, code;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":hv", options, NULL)) != -1) {
+		switch (opt) {
+		case 'j':
+			json = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'M':
+			mount = false;
+			break;
+		case 'h':
+			usage();
+			return PMS_EXIT_OK;
+		default: {
+			char what[128];
+
+			snprintf(what, sizeof(what), "unknown option '%s'", argv[optind - 1]);
+			return cli_usage_error("doctor", what);
+		}
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("doctor", "takes no arguments");
+
+	libbpf_set_print(libbpf_print);
+	if (uname(&uts))
+		memset(&uts, 0, sizeof(uts));
+	ret = host_report_new(ALL_NEEDS, HOST_PROBE_SELFTEST | (mount ? HOST_PROBE_MOUNT : 0), &r);
+	if (ret) {
+		code = cli_fail(&err, ret);
+		goto cleanup;
+	}
+	for (size_t i = 0; i < N_MODES; i++) {
+		v[i].err = host_report_verdict(r, modes[i].needs, v[i].reason, sizeof(v[i].reason));
+		host_fail |= v[i].err && v[i].err != -EPERM;
+		priv_fail |= v[i].err == -EPERM;
+	}
+	code = host_fail ? PMS_EXIT_HOST : priv_fail ? PMS_EXIT_PRIVILEGE : PMS_EXIT_OK;
+	if (json) {
+		ret = print_json(r, &uts, v, code);
+		if (ret)
+			code = cli_fail(&err, ret);
+	} else {
+		print_text(r, &uts, v, code);
+	}
+
+cleanup:
+	host_report_free(r);
+	return code;
+}

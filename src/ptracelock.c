@@ -1,0 +1,152 @@
+#include "ptracelock.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#define LOCK_MAX_THREADS     4096
+#define LOCK_STOP_TIMEOUT_MS 2000
+
+struct ptracelock {
+	pid_t pid;
+	pid_t tids[LOCK_MAX_THREADS];
+	int ntids;
+	sigset_t saved_mask;
+};
+
+static bool seized(const struct ptracelock *lk, pid_t tid)
+{
+	for (int i = 0; i < lk->ntids; i++)
+		if (lk->tids[i] == tid)
+			return true;
+	return false;
+}
+
+/* Seizes every thread not yet seized; returns how many were added or a negative errno. */
+static int seize_new_threads(struct ptracelock *lk)
+{
+	char path[64];
+	struct dirent *de;
+	int added = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", lk->pid);
+	d = opendir(path);
+	if (!d)
+		return -ESRCH;
+	while ((de = readdir(d)) && lk->ntids < LOCK_MAX_THREADS) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+
+		if (tid <= 0 || seized(lk, tid))
+			continue;
+		if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) != 0) {
+			int e = errno;
+
+			if (e == ESRCH)
+				continue; /* the thread exited meanwhile */
+			closedir(d);
+			return -e;
+		}
+		lk->tids[lk->ntids++] = tid;
+		ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
+		added++;
+	}
+	closedir(d);
+	return added;
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until each seized thread reports its stop (or exits), within a deadline. */
+static void wait_stopped(struct ptracelock *lk)
+{
+	bool stopped[LOCK_MAX_THREADS] = {false};
+	long deadline = now_ms() + LOCK_STOP_TIMEOUT_MS;
+	int remaining = lk->ntids;
+
+	while (remaining > 0 && now_ms() < deadline) {
+		bool progress = false;
+
+		for (int i = 0; i < lk->ntids; i++) {
+			int status;
+			pid_t r;
+
+			if (stopped[i])
+				continue;
+			r = waitpid(lk->tids[i], &status, __WALL | WNOHANG);
+			if (r == lk->tids[i] || (r < 0 && errno == ECHILD)) {
+				stopped[i] = true;
+				remaining--;
+				progress = true;
+			}
+		}
+		if (!progress) {
+			struct timespec ts = {0, 1000000};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+int ptracelock_acquire(pid_t pid, struct ptracelock **out, struct pms_error *err)
+{
+	struct ptracelock *lk;
+	sigset_t block;
+	int ret;
+
+	*out = NULL;
+	lk = calloc(1, sizeof(*lk));
+	if (!lk)
+		return -ENOMEM;
+	lk->pid = pid;
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, &lk->saved_mask);
+	/* threads may be created while we seize: repeat until no new one appears */
+	for (int round = 0; round < 16; round++) {
+		ret = seize_new_threads(lk);
+		if (ret < 0)
+			goto fail;
+		if (ret == 0)
+			break;
+	}
+	wait_stopped(lk);
+	*out = lk;
+	return 0;
+fail:
+	ptracelock_release(lk);
+	if (ret == -EPERM || ret == -EACCES)
+		return pms_error_set(
+		    err, EPERM,
+		    "not allowed to pause process %d (--lock): run as root or grant "
+		    "CAP_SYS_PTRACE; check /proc/sys/kernel/yama/ptrace_scope",
+		    pid);
+	if (ret == -ESRCH)
+		return pms_error_set(err, ESRCH, "process %d exited", pid);
+	return pms_error_set(err, -ret, "cannot pause process %d: %s", pid, strerror(-ret));
+}
+
+void ptracelock_release(struct ptracelock *lk)
+{
+	if (!lk)
+		return;
+	for (int i = 0; i < lk->ntids; i++)
+		ptrace(PTRACE_DETACH, lk->tids[i], NULL, NULL);
+	sigprocmask(SIG_SETMASK, &lk->saved_mask, NULL);
+	free(lk);
+}
