@@ -30,7 +30,7 @@ struct pycode_entry {
 struct pycode_cache {
 	struct pytarget *target;
 	struct pycode_entry *slots;
-	size_t capacity, used;
+	size_t capacity;
 };
 
 struct pycode_cache *pycode_cache_new(struct pytarget *t, size_t capacity)

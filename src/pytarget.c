@@ -255,8 +255,10 @@ int pytarget_open(pid_t pid, struct pytarget **out, struct pms_error *err)
 		int major, minor;
 		char flags[8];
 
-		if (pytarget_parse_filename(file->path, &major, &minor, flags, sizeof(flags)) ==
-			0 &&
+		/* Interpreters older than 3.7 have no _PyRuntime: name them. A file that only
+		 * looks like a newer interpreter by name is not one. */
+		if (pytarget_parse_filename(file->path, &major, &minor, flags, sizeof(flags)) == 0 &&
+		    (major < 3 || (major == 3 && minor < 8)) &&
 		    detect_version(t, ef, 0, head, 0, &has_debug_offsets) == 0) {
 			ret = unsupported(t, err, "it has no _PyRuntime");
 			goto fail;
@@ -299,6 +301,11 @@ int pytarget_open(pid_t pid, struct pytarget **out, struct pms_error *err)
 	*out = t;
 	return 0;
 fail:
+	/* a process that exits while we look loses its maps: say it exited, not what it lacks */
+	if (ret != -ESRCH && t->proc && !proc_alive(t->proc)) {
+		pms_error_clear(err);
+		ret = pms_error_set(err, ESRCH, "process %d exited", pid);
+	}
 	elffile_close(ef);
 	pytarget_close(t);
 	return ret;

@@ -16,6 +16,7 @@ Environment: PMS_BIN, PMS_E2E_JOBS (parallel cases, default 3), PMS_E2E_TIMEOUT_
 deadline, default 1, 3 with --subset for sanitizer builds), PMS_E2E_SEED (seed of the exit-timing cases).
 """
 import argparse
+import atexit
 import concurrent.futures
 import fnmatch
 import json
@@ -176,8 +177,11 @@ class Ctx:
         argv = ([] if user is None else list(user)) + [BIN] + list(args)
         limit = max(1.0, min(timeout * SCALE, self.remaining()))
         t0 = time.time()
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             cwd=self.dir, start_new_session=True)
+        try:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 cwd=self.dir, start_new_session=True)
+        except OSError as e:
+            raise Fail("cannot run `%s`: %s" % (" ".join(argv), e))
         with self.lock:
             self.procs.append(p)
         try:
@@ -988,8 +992,15 @@ def main():
                   % (os.environ.get("PMS_BIN") or "./pymemspy"))
             print("0 passed, 1 failed")
             return 1
-        if OPTS.verbose:
-            print("binary: %s" % BIN)
+        # Run a private copy: a rebuild during the run must not change the binary under test.
+        snap_dir = tempfile.mkdtemp(prefix="pms-e2e-bin-")
+        os.chmod(snap_dir, 0o755)
+        snap = os.path.join(snap_dir, "pymemspy")
+        shutil.copy2(BIN, snap)
+        os.chmod(snap, 0o755)
+        atexit.register(shutil.rmtree, snap_dir, True)
+        print("binary: %s (run from a copy, %s)" % (BIN, snap))
+        BIN = snap
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
     for iid, path in INTERPRETERS + [(u[0], u[1]) for u in UNSUPPORTED]:
         if not os.access(path, os.X_OK) and any(c.needs == path for c in cases):
@@ -1010,6 +1021,8 @@ def main():
         print("interrupted")
         print("%d passed, %d failed" % (counts["PASS"], counts["FAIL"] + 1))
         sys.stdout.flush()
+        if BIN and os.path.basename(os.path.dirname(BIN)).startswith("pms-e2e-bin-"):
+            shutil.rmtree(os.path.dirname(BIN), ignore_errors=True)
         os._exit(1)
     pool.shutdown(wait=True)
     summary = "%d passed, %d failed" % (counts["PASS"], counts["FAIL"])
