@@ -11,7 +11,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define PROC_MAX_MAPS 65536
+#define PROC_MAX_MAPS	65536
+#define PROC_PF_EXITING 0x4 /* task flag: getting shut down */
 
 struct proc {
 	pid_t pid;
@@ -189,6 +190,7 @@ const struct proc_map *proc_map_find(const struct proc *p, uint64_t addr)
 bool proc_alive(const struct proc *p)
 {
 	char path[64], buf[512], *close_paren;
+	unsigned flags = 0;
 	ssize_t n;
 	int fd;
 
@@ -202,8 +204,14 @@ bool proc_alive(const struct proc *p)
 		return false;
 	buf[n] = '\0';
 	close_paren = strrchr(buf, ')');
-	return close_paren && close_paren[1] == ' ' && close_paren[2] != 'Z' &&
-	       close_paren[2] != 'X';
+	if (!close_paren || close_paren[1] != ' ' || close_paren[2] == 'Z' || close_paren[2] == 'X')
+		return false;
+	/* state ppid pgrp session tty_nr tpgid flags: an exiting process (PF_EXITING) has
+	 * already lost, or is losing, its memory and files */
+	if (sscanf(close_paren + 2, "%*c %*d %*d %*d %*d %*d %u", &flags) == 1 &&
+	    (flags & PROC_PF_EXITING))
+		return false;
+	return true;
 }
 
 static int read_mem_file(struct proc *p, uint64_t addr, void *buf, size_t len)

@@ -1,5 +1,7 @@
 #include "ptracelock.h"
 
+#include "proc.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -101,6 +103,19 @@ static void wait_stopped(struct ptracelock *lk)
 	}
 }
 
+static bool process_exiting(pid_t pid)
+{
+	struct pms_error e = {{0}};
+	struct proc *p = NULL;
+	bool exiting;
+
+	if (proc_open(pid, &p, &e) != 0)
+		return true;
+	exiting = !proc_alive(p);
+	proc_close(p);
+	return exiting;
+}
+
 int ptracelock_acquire(pid_t pid, struct ptracelock **out, struct pms_error *err)
 {
 	struct ptracelock *lk;
@@ -130,6 +145,9 @@ int ptracelock_acquire(pid_t pid, struct ptracelock **out, struct pms_error *err
 	return 0;
 fail:
 	ptracelock_release(lk);
+	/* seizing a thread that is exiting fails with EPERM too */
+	if ((ret == -EPERM || ret == -EACCES) && (kill(pid, 0) != 0 || process_exiting(pid)))
+		ret = -ESRCH;
 	if (ret == -EPERM || ret == -EACCES)
 		return pms_error_set(
 		    err, EPERM,

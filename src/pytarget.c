@@ -257,7 +257,8 @@ int pytarget_open(pid_t pid, struct pytarget **out, struct pms_error *err)
 
 		/* Interpreters older than 3.7 have no _PyRuntime: name them. A file that only
 		 * looks like a newer interpreter by name is not one. */
-		if (pytarget_parse_filename(file->path, &major, &minor, flags, sizeof(flags)) == 0 &&
+		if (pytarget_parse_filename(file->path, &major, &minor, flags, sizeof(flags)) ==
+			0 &&
 		    (major < 3 || (major == 3 && minor < 8)) &&
 		    detect_version(t, ef, 0, head, 0, &has_debug_offsets) == 0) {
 			ret = unsupported(t, err, "it has no _PyRuntime");
@@ -302,7 +303,7 @@ int pytarget_open(pid_t pid, struct pytarget **out, struct pms_error *err)
 	return 0;
 fail:
 	/* a process that exits while we look loses its maps: say it exited, not what it lacks */
-	if (ret != -ESRCH && t->proc && !proc_alive(t->proc)) {
+	if (ret != -ESRCH && ret != -EPERM && t->proc && !proc_alive(t->proc)) {
 		pms_error_clear(err);
 		ret = pms_error_set(err, ESRCH, "process %d exited", pid);
 	}

@@ -275,6 +275,32 @@ def cpu_ticks(pid, tid):
         return None
 
 
+def in_syscall(pid, tid):
+    """The thread is blocked in a system call (the parked ones sleep in nanosleep/futex/select)."""
+    try:
+        with open("/proc/%d/task/%d/syscall" % (pid, tid)) as f:
+            first = f.read().split()[:1]
+    except OSError:
+        return False
+    return bool(first) and first[0].isdigit() and first[0] != "-1" and \
+        proc_status(pid, tid).get("State", "")[:1] in ("S", "D")
+
+
+def wait_parked(ctx, p, truth, what):
+    """Wait until every thread but the spinners is blocked in a system call again."""
+    tids = [t["tid"] for t in truth["threads"] if not t["spin"]]
+    end = time.time() + 5 * SCALE
+    while True:
+        busy = [tid for tid in tids if not in_syscall(p.pid, tid)]
+        if not busy:
+            return
+        if p.poll() is not None:
+            raise Fail("target exited (rc %s) %s\n    %s" % (p.returncode, what, ctx.proc_output(p)))
+        if time.time() > end:
+            raise Fail("threads %s of the target are not blocked in a system call %s" % (busy, what))
+        time.sleep(0.01)
+
+
 def start_truth_target(ctx, python, script, user=None):
     """Start a pmstruth target; return (proc, truth) once it is parked and its reporter thread is gone."""
     truth_path = os.path.join(ctx.dir, "truth.json")
@@ -298,6 +324,7 @@ def start_truth_target(ctx, python, script, user=None):
             raise Fail("target's threads %s never matched its truth's %s (reporter tid %s)"
                        % (sorted(have), sorted(want), truth.get("reporter_tid")))
         time.sleep(0.02)
+    wait_parked(ctx, p, truth, "after writing the truth")
     return p, truth
 
 
@@ -348,8 +375,9 @@ def check_alive(ctx, p, truth, what):
         if time.time() > end or p.poll() is not None:
             problems.append("after %s the target did not answer SIGUSR1 within %.0fs (rc %s)"
                             % (what, 5 * SCALE, p.poll()))
-            break
+            return problems
         time.sleep(0.02)
+    wait_parked(ctx, p, truth, "after answering SIGUSR1")  # back in its sleep for later dumps
     return problems
 
 

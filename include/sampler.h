@@ -1,0 +1,47 @@
+/* The kernel side of `record`, from user space: the libbpf lifecycle of the growth programs
+ * (open, configure from the target's layout, load, attach), the ring buffer of events, the
+ * counters, and detaching. */
+#ifndef PMS_SAMPLER_H
+#define PMS_SAMPLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "errors.h"
+#include "pymemspy.h"
+#include "pytarget.h"
+
+struct sampler;
+
+struct sampler_opts {
+	unsigned max_depth;	 /* frames per stack, 1..PMS_MAX_DEPTH */
+	unsigned budget_per_sec; /* stack walks per second before sampling; 0: no limit */
+	bool verbose;		 /* show libbpf's messages */
+};
+
+/* Called for each event; size is the number of bytes received (frames are only present up to
+ * it). A non-zero return stops the current poll and is returned by sampler_poll. */
+typedef int (*sampler_event_fn)(const struct pms_event *ev, size_t size, void *ctx);
+
+/* Loads and attaches the growth programs for the target. Errors (message in err): -EPERM when a
+ * privilege is missing, -PMS_ENOFEATURE when the kernel lacks what they need. */
+int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_event_fn fn,
+		 void *ctx, struct sampler **out, struct pms_error *err);
+
+/* Delivers pending events, waiting at most timeout_ms for the first one. Returns the number of
+ * events delivered or a negative errno (-EINTR when a signal interrupted the wait). */
+int sampler_poll(struct sampler *s, int timeout_ms);
+
+/* Sums the per-CPU counters (enum pms_counter). */
+int sampler_counters(struct sampler *s, uint64_t out[PMS_CNT_MAX]);
+
+/* Bytes of kernel memory our maps take (for the benchmarks' own-cost figures). */
+size_t sampler_map_bytes(const struct sampler *s);
+
+/* Detaches everything and frees. NULL is fine. */
+void sampler_close(struct sampler *s);
+
+/* Fills the kernel's view of the layout from the user-space one. */
+void sampler_fill_offsets(const struct py_layout *l, uint64_t runtime, struct pms_py_offsets *out);
+
+#endif
