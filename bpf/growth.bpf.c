@@ -1,0 +1,570 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The growth event source: resident memory the target gains, charged to the Python stack of the
+ * thread that gains it, and the ranges it releases.
+ *
+ * kmem:rss_stat reports the exact RSS counter after every change of it, so the difference from
+ * the previous value is what the change really added: a THP fault adds 2 MiB, a copy-on-write
+ * or a read-then-write fault adds nothing. The page fault tracepoints only remember the address
+ * being faulted, so that growth can later be taken back when that range is released. Releases
+ * come from fexit programs on the four syscalls that release memory: unlike syscall
+ * tracepoints, they do not put every task of the host on the slow syscall path. */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "pymemspy.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+const volatile struct pms_config cfg = {};
+
+#define MM_SWAPENTS	     2
+#define USER_ADDR_MAX	     0x00007fffffffffffULL
+#define MADV_DONTNEED	     4
+#define MADV_FREE	     8
+#define MADV_REMOVE	     9
+#define MADV_DONTNEED_LOCKED 24
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PMS_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* The last value of each RSS counter of the target, to turn rss_stat's totals into changes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __s64);
+} rss_last SEC(".maps");
+
+/* The address each thread of the target is faulting right now. */
+struct pending_fault {
+	__u64 addr;
+	__u64 kernel;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct pending_fault);
+} faults SEC(".maps");
+
+/* Thread id -> thread state, so the thread list is searched once per thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} tstates SEC(".maps");
+
+/* Stacks already sent to user space (by hash): later events carry only the hash. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} seen_stacks SEC(".maps");
+
+/* Bytes of growth not walked because of the budget, per thread, charged with its next sample. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __s64);
+} carry SEC(".maps");
+
+struct budget_window {
+	__u64 start_ns;
+	__u64 walks;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct budget_window);
+} budget SEC(".maps");
+
+/* Where an event is built (too big for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pms_event);
+} scratch SEC(".maps");
+
+/* brk of the target, to tell a shrinking brk from a growing one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} last_brk SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &which);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline bool is_target(void)
+{
+	return (bpf_get_current_pid_tgid() >> 32) == cfg.tgid;
+}
+
+static __always_inline __u64 read_ptr(__u64 addr, bool *ok)
+{
+	__u64 v = 0;
+
+	if (bpf_probe_read_user(&v, sizeof(v), (const void *)addr) != 0) {
+		*ok = false;
+		count(PMS_CNT_READ_ERRORS);
+	}
+	return v;
+}
+
+/* ---- finding the current thread's PyThreadState ---- */
+
+struct tstate_search {
+	__u64 tstate; /* the candidate being looked at */
+	__u64 found;
+	__u64 fsbase;
+	__u32 tid;
+	bool ok;
+};
+
+static long match_tstate(__u64 index, void *data)
+{
+	struct tstate_search *s = data;
+	__u64 id = 0;
+
+	if (!s->tstate)
+		return 1;
+	if (cfg.py.tstate_native_thread_id >= 0) {
+		__s32 native = 0;
+
+		if (bpf_probe_read_user(&native, sizeof(native),
+					(const void *)(s->tstate + cfg.py.tstate_native_thread_id)))
+			return 1;
+		if ((__u32)native == s->tid) {
+			s->found = s->tstate;
+			return 1;
+		}
+	} else {
+		if (bpf_probe_read_user(&id, sizeof(id),
+					(const void *)(s->tstate + cfg.py.tstate_thread_id)))
+			return 1;
+		if (id == s->fsbase) {
+			s->found = s->tstate;
+			return 1;
+		}
+	}
+	s->tstate = read_ptr(s->tstate + cfg.py.tstate_next, &s->ok);
+	return 0;
+}
+
+static __always_inline bool tstate_matches(__u64 ts, __u32 tid, __u64 fsbase)
+{
+	if (cfg.py.tstate_native_thread_id >= 0) {
+		__s32 native = 0;
+
+		return bpf_probe_read_user(&native, sizeof(native),
+					   (const void *)(ts + cfg.py.tstate_native_thread_id)) ==
+			   0 &&
+		       (__u32)native == tid;
+	} else {
+		__u64 id = 0;
+
+		return bpf_probe_read_user(&id, sizeof(id),
+					   (const void *)(ts + cfg.py.tstate_thread_id)) == 0 &&
+		       id == fsbase;
+	}
+}
+
+static __always_inline __u64 find_tstate(__u32 tid)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase);
+	struct tstate_search s = {.tid = tid, .fsbase = fsbase, .ok = true};
+	__u64 *cached = bpf_map_lookup_elem(&tstates, &tid);
+	__u64 interp;
+
+	/* re-checked every time: thread states are freed and their memory reused */
+	if (cached && *cached && tstate_matches(*cached, tid, fsbase))
+		return *cached;
+	interp = read_ptr(cfg.py.runtime + cfg.py.runtime_interpreters_head, &s.ok);
+	for (int i = 0; i < PMS_MAX_INTERPRETERS && interp; i++) {
+		s.tstate = read_ptr(interp + cfg.py.interp_threads_head, &s.ok);
+		bpf_loop(PMS_MAX_THREADS, match_tstate, &s, 0);
+		if (s.found) {
+			bpf_map_update_elem(&tstates, &tid, &s.found, BPF_ANY);
+			return s.found;
+		}
+		interp = read_ptr(interp + cfg.py.interp_next, &s.ok);
+	}
+	return 0;
+}
+
+/* ---- walking the frames ---- */
+
+struct frame_walk {
+	struct pms_event *ev;
+	__u64 frame;
+	__u64 hash;
+	__u32 n;
+	bool truncated;
+};
+
+static long walk_frame(__u64 index, void *data)
+{
+	struct frame_walk *w = data;
+	__u64 code = 0, next = 0;
+	__s32 offset = -1;
+	__u8 owner = 0;
+
+	if (!w->frame)
+		return 1;
+	if (w->n >= cfg.max_depth || w->n >= PMS_MAX_DEPTH) {
+		w->truncated = true;
+		return 1;
+	}
+	if (bpf_probe_read_user(&next, sizeof(next),
+				(const void *)(w->frame + cfg.py.frame_previous)) ||
+	    bpf_probe_read_user(&code, sizeof(code),
+				(const void *)(w->frame + cfg.py.frame_code))) {
+		count(PMS_CNT_READ_ERRORS);
+		w->truncated = true;
+		return 1;
+	}
+	code &= ~(__u64)cfg.py.executable_tag_mask;
+	if (cfg.py.frame_owner >= 0)
+		bpf_probe_read_user(&owner, sizeof(owner),
+				    (const void *)(w->frame + cfg.py.frame_owner));
+	if (cfg.py.frame_model == 1) {
+		__s32 lasti = -1;
+
+		bpf_probe_read_user(&lasti, sizeof(lasti),
+				    (const void *)(w->frame + cfg.py.frame_lasti));
+		offset = lasti < 0 ? -1 : (cfg.py.lasti_in_bytes ? lasti : lasti * 2);
+	} else {
+		__u64 instr = 0;
+		__s64 delta;
+
+		bpf_probe_read_user(&instr, sizeof(instr),
+				    (const void *)(w->frame + cfg.py.frame_instr_ptr));
+		delta = (__s64)(instr - (code + cfg.py.code_code_adaptive));
+		offset = delta >= 0 && delta < (1 << 30) ? (__s32)delta : -1;
+	}
+	w->frame = next;
+	/* entry and shim frames of the interpreter itself carry no Python code */
+	if ((cfg.py.owner_skip_from && owner >= cfg.py.owner_skip_from) || !code)
+		return 0;
+	w->ev->frames[w->n & (PMS_MAX_DEPTH - 1)].code = code;
+	w->ev->frames[w->n & (PMS_MAX_DEPTH - 1)].offset = offset;
+	w->hash = (w->hash ^ code) * 0x100000001b3ULL;
+	w->hash = (w->hash ^ (__u64)(__u32)offset) * 0x100000001b3ULL;
+	w->n++;
+	return 0;
+}
+
+static __always_inline __u64 first_frame(__u64 tstate, bool *ok)
+{
+	if (cfg.py.frame_model == 1)
+		return read_ptr(tstate + cfg.py.tstate_frame, ok);
+	if (cfg.py.frame_model == 2) {
+		__u64 cframe = read_ptr(tstate + cfg.py.tstate_cframe, ok);
+
+		return cframe ? read_ptr(cframe + cfg.py.cframe_current_frame, ok) : 0;
+	}
+	return read_ptr(tstate + cfg.py.tstate_current_frame, ok);
+}
+
+/* Fills ev->frames and ev->stack_id with the Python stack of the current thread. */
+static __always_inline void walk_python(struct pms_event *ev, __u32 tid)
+{
+	struct frame_walk w = {.ev = ev, .hash = 0xcbf29ce484222325ULL};
+	__u64 tstate = find_tstate(tid);
+	bool ok = true;
+	__u8 one = 1;
+
+	ev->nframes = 0;
+	ev->stack_id = 0;
+	if (!tstate) {
+		ev->flags |= PMS_EVF_NO_TSTATE;
+		count(PMS_CNT_NO_TSTATE);
+		return;
+	}
+	w.frame = first_frame(tstate, &ok);
+	/* twice the depth: skipped shim frames take turns too, and a cycle still ends */
+	bpf_loop(2 * PMS_MAX_DEPTH, walk_frame, &w, 0);
+	if (w.frame && !w.truncated && w.n >= cfg.max_depth)
+		w.truncated = true;
+	if (w.truncated || !ok) {
+		ev->flags |= PMS_EVF_TRUNCATED;
+		count(PMS_CNT_TRUNCATED);
+	}
+	ev->nframes = w.n;
+	ev->stack_id = w.n ? (w.hash ? w.hash : 1) : 0;
+	if (ev->stack_id &&
+	    bpf_map_update_elem(&seen_stacks, &ev->stack_id, &one, BPF_NOEXIST) == 0)
+		ev->flags |= PMS_EVF_STACK_INLINE;
+}
+
+/* ---- the budget ---- */
+
+static __always_inline bool within_budget(__u64 now)
+{
+	__u32 zero = 0;
+	struct budget_window *b;
+
+	if (!cfg.budget_per_sec)
+		return true;
+	b = bpf_map_lookup_elem(&budget, &zero);
+	if (!b)
+		return true;
+	/* 100 ms windows: a burst spends at most a tenth of the second's budget at once */
+	if (now - b->start_ns > 100000000ULL) {
+		b->start_ns = now;
+		b->walks = 0;
+	}
+	return __sync_fetch_and_add(&b->walks, 1) < cfg.budget_per_sec / 10 + 1;
+}
+
+static __always_inline void send(struct pms_event *ev)
+{
+	__u32 n = ev->flags & PMS_EVF_STACK_INLINE ? ev->nframes : 0;
+	__u64 size;
+
+	if (n > PMS_MAX_DEPTH)
+		n = PMS_MAX_DEPTH;
+	size = PMS_EVENT_SIZE(n);
+	if (size > sizeof(*ev))
+		size = sizeof(*ev);
+	if (bpf_ringbuf_output(&events, ev, size, 0) != 0) {
+		count(PMS_CNT_RINGBUF_FULL);
+		/* user space never saw this stack: let the next event carry it */
+		if (ev->flags & PMS_EVF_STACK_INLINE)
+			bpf_map_delete_elem(&seen_stacks, &ev->stack_id);
+	}
+}
+
+static __always_inline struct pms_event *new_event(__u16 kind, __u32 tid)
+{
+	__u32 zero = 0;
+	struct pms_event *ev = bpf_map_lookup_elem(&scratch, &zero);
+
+	if (!ev)
+		return NULL;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->addr = 0;
+	ev->len = 0;
+	ev->bytes = 0;
+	ev->stack_id = 0;
+	ev->tid = tid;
+	ev->kind = kind;
+	ev->member = 0;
+	ev->flags = 0;
+	ev->nframes = 0;
+	ev->cause = 0;
+	return ev;
+}
+
+/* ---- programs ---- */
+
+/* The tracepoint records, as their tracefs format files give them (not CO-RE on purpose: the
+ * kernel renamed the exceptions struct, and CO-RE on a missing type needs CAP_SYS_ADMIN). */
+struct page_fault_record {
+	__u64 common;
+	__u64 address;
+	__u64 ip;
+	__u64 error_code;
+};
+
+struct rss_stat_record {
+	__u64 common;
+	__u32 mm_id;
+	__u32 curr;
+	__s32 member;
+	__u32 pad;
+	__s64 size;
+};
+
+static __always_inline int remember_fault(__u64 address, __u64 kernel)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending_fault f = {.addr = address, .kernel = kernel};
+
+	if (!is_target() || address > USER_ADDR_MAX)
+		return 0;
+	count(PMS_CNT_FAULTS);
+	bpf_map_update_elem(&faults, &tid, &f, BPF_ANY);
+	return 0;
+}
+
+SEC("tp/exceptions/page_fault_user")
+int pms_fault_user(struct page_fault_record *ctx)
+{
+	return remember_fault(ctx->address, 0);
+}
+
+SEC("tp/exceptions/page_fault_kernel")
+int pms_fault_kernel(struct page_fault_record *ctx)
+{
+	return remember_fault(ctx->address, 1);
+}
+
+SEC("tp/kmem/rss_stat")
+int pms_rss_stat(struct rss_stat_record *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), member = (__u32)ctx->member;
+	struct pending_fault *f;
+	struct pms_event *ev;
+	__s64 *last, old, delta, *carried;
+	__u64 now;
+
+	/* only changes the target makes itself: not reclaim, not our own remote reads */
+	if (!ctx->curr || !is_target() || member >= 4 || member == MM_SWAPENTS)
+		return 0;
+	last = bpf_map_lookup_elem(&rss_last, &member);
+	if (!last)
+		return 0;
+	old = __sync_lock_test_and_set(last, ctx->size);
+	if (old == 0)
+		return 0; /* the first value we see is the baseline */
+	delta = ctx->size - old;
+	if (delta == 0)
+		return 0;
+	count(PMS_CNT_RSS_EVENTS);
+	now = bpf_ktime_get_ns();
+	if (delta < 0) {
+		count(PMS_CNT_SHRINK);
+		ev = new_event(PMS_EV_SHRINK, tid);
+		if (!ev)
+			return 0;
+		ev->bytes = delta;
+		ev->member = (__u8)member;
+		send(ev);
+		return 0;
+	}
+	count(PMS_CNT_GROWTH);
+	if (!within_budget(now)) {
+		__s64 zero = 0;
+
+		count(PMS_CNT_BUDGET_SKIPPED);
+		carried = bpf_map_lookup_elem(&carry, &tid);
+		if (!carried) {
+			bpf_map_update_elem(&carry, &tid, &zero, BPF_NOEXIST);
+			carried = bpf_map_lookup_elem(&carry, &tid);
+		}
+		if (carried)
+			__sync_fetch_and_add(carried, delta);
+		return 0;
+	}
+	ev = new_event(PMS_EV_GROWTH, tid);
+	if (!ev)
+		return 0;
+	carried = bpf_map_lookup_elem(&carry, &tid);
+	if (carried && *carried) {
+		delta += *carried;
+		*carried = 0;
+	}
+	ev->bytes = delta;
+	ev->member = (__u8)member;
+	f = bpf_map_lookup_elem(&faults, &tid);
+	if (f && f->addr) {
+		ev->addr = f->addr;
+		if (f->kernel)
+			ev->flags |= PMS_EVF_KERNEL_FAULT;
+	} else {
+		ev->flags |= PMS_EVF_NO_FAULT;
+	}
+	count(PMS_CNT_SAMPLES);
+	walk_python(ev, tid);
+	send(ev);
+	return 0;
+}
+
+static __always_inline int released(__u64 addr, __u64 len, __u32 cause)
+{
+	struct pms_event *ev;
+
+	if (!len)
+		return 0;
+	ev = new_event(PMS_EV_RELEASE, (__u32)bpf_get_current_pid_tgid());
+	if (!ev)
+		return 0;
+	count(PMS_CNT_RELEASES);
+	ev->addr = addr;
+	ev->len = len;
+	ev->cause = cause;
+	send(ev);
+	return 0;
+}
+
+SEC("fexit/__x64_sys_munmap")
+int BPF_PROG(pms_munmap, struct pt_regs *regs, long ret)
+{
+	if (!is_target() || ret != 0)
+		return 0;
+	return released(BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si), PMS_REL_MUNMAP);
+}
+
+SEC("fexit/__x64_sys_madvise")
+int BPF_PROG(pms_madvise, struct pt_regs *regs, long ret)
+{
+	__u64 advice;
+
+	if (!is_target() || ret != 0)
+		return 0;
+	advice = BPF_CORE_READ(regs, dx);
+	if (advice != MADV_DONTNEED && advice != MADV_FREE && advice != MADV_REMOVE &&
+	    advice != MADV_DONTNEED_LOCKED)
+		return 0;
+	return released(BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si), PMS_REL_MADVISE);
+}
+
+SEC("fexit/__x64_sys_brk")
+int BPF_PROG(pms_brk, struct pt_regs *regs, long ret)
+{
+	__u32 zero = 0;
+	__u64 *last, old;
+
+	if (!is_target() || ret <= 0)
+		return 0;
+	last = bpf_map_lookup_elem(&last_brk, &zero);
+	if (!last)
+		return 0;
+	old = __sync_lock_test_and_set(last, (__u64)ret);
+	if (old && (__u64)ret < old)
+		return released((__u64)ret, old - (__u64)ret, PMS_REL_BRK);
+	return 0;
+}
+
+SEC("fexit/__x64_sys_mremap")
+int BPF_PROG(pms_mremap, struct pt_regs *regs, long ret)
+{
+	__u64 old_addr, old_len, new_len;
+
+	if (!is_target() || ret < 0)
+		return 0;
+	old_addr = BPF_CORE_READ(regs, di);
+	old_len = BPF_CORE_READ(regs, si);
+	new_len = BPF_CORE_READ(regs, dx);
+	/* moved: the old range is gone (its pages live on at the new address, which we cannot
+	 * follow page by page); shrunk in place: the tail is gone */
+	if ((__u64)ret != old_addr)
+		return released(old_addr, old_len, PMS_REL_MREMAP);
+	if (new_len < old_len)
+		return released(old_addr + new_len, old_len - new_len, PMS_REL_MREMAP);
+	return 0;
+}
