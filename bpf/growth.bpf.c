@@ -5,9 +5,10 @@
  * kmem:rss_stat reports the exact RSS counter after every change of it, so the difference from
  * the previous value is what the change really added: a THP fault adds 2 MiB, a copy-on-write
  * or a read-then-write fault adds nothing. The page fault tracepoints only remember the address
- * being faulted, so that growth can later be taken back when that range is released. Releases
- * come from fexit programs on the four syscalls that release memory: unlike syscall
- * tracepoints, they do not put every task of the host on the slow syscall path. */
+ * being faulted, so that growth can later be taken back when that range is released.
+ * Releases come from the tracepoints of the four syscalls that release memory (munmap, madvise,
+ * brk, mremap). fexit programs would spare the host's other tasks the slow syscall path, but
+ * they need ftrace function entries, which kernels without them (like this project's CI) lack. */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
@@ -511,60 +512,136 @@ static __always_inline int released(__u64 addr, __u64 len, __u32 cause)
 	return 0;
 }
 
-SEC("fexit/__x64_sys_munmap")
-int BPF_PROG(pms_munmap, struct pt_regs *regs, long ret)
+/* Syscall tracepoints: enter remembers the arguments, exit emits the range when it succeeded. */
+struct syscall_enter_record {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__u64 args[6];
+};
+
+struct syscall_exit_record {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__s64 ret;
+};
+
+struct pending_syscall {
+	__u64 args[3];
+	__u32 cause;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct pending_syscall);
+} syscalls SEC(".maps");
+
+/* Each program reads only the arguments its syscall has: reading past the end of a
+ * tracepoint's record makes the kernel refuse to attach the program. */
+static __always_inline int syscall_enter(__u64 a0, __u64 a1, __u64 a2, __u32 cause)
 {
-	if (!is_target() || ret != 0)
-		return 0;
-	return released(BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si), PMS_REL_MUNMAP);
-}
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending_syscall s = {
+	    .args = {a0, a1, a2},
+	    .cause = cause,
+	};
 
-SEC("fexit/__x64_sys_madvise")
-int BPF_PROG(pms_madvise, struct pt_regs *regs, long ret)
-{
-	__u64 advice;
-
-	if (!is_target() || ret != 0)
+	if (!is_target())
 		return 0;
-	advice = BPF_CORE_READ(regs, dx);
-	if (advice != MADV_DONTNEED && advice != MADV_FREE && advice != MADV_REMOVE &&
-	    advice != MADV_DONTNEED_LOCKED)
-		return 0;
-	return released(BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si), PMS_REL_MADVISE);
-}
-
-SEC("fexit/__x64_sys_brk")
-int BPF_PROG(pms_brk, struct pt_regs *regs, long ret)
-{
-	__u32 zero = 0;
-	__u64 *last, old;
-
-	if (!is_target() || ret <= 0)
-		return 0;
-	last = bpf_map_lookup_elem(&last_brk, &zero);
-	if (!last)
-		return 0;
-	old = __sync_lock_test_and_set(last, (__u64)ret);
-	if (old && (__u64)ret < old)
-		return released((__u64)ret, old - (__u64)ret, PMS_REL_BRK);
+	bpf_map_update_elem(&syscalls, &tid, &s, BPF_ANY);
 	return 0;
 }
 
-SEC("fexit/__x64_sys_mremap")
-int BPF_PROG(pms_mremap, struct pt_regs *regs, long ret)
+static __always_inline int syscall_exit(struct syscall_exit_record *ctx)
 {
-	__u64 old_addr, old_len, new_len;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;
+	struct pending_syscall *s;
+	__u64 *last, old, a0, a1, a2;
+	__s64 ret = ctx->ret;
+	__u32 cause;
 
-	if (!is_target() || ret < 0)
+	if (!is_target())
 		return 0;
-	old_addr = BPF_CORE_READ(regs, di);
-	old_len = BPF_CORE_READ(regs, si);
-	new_len = BPF_CORE_READ(regs, dx);
-	/* moved: the old range is gone (its pages live on at the new address, which we cannot
-	 * follow page by page); shrunk in place: the tail is gone */
-	if ((__u64)ret != old_addr)
-		return released(old_addr, old_len, PMS_REL_MREMAP);
-	if (new_len < old_len)
-		return released(old_addr + new_len, old_len - new_len, PMS_REL_MREMAP);
+	s = bpf_map_lookup_elem(&syscalls, &tid);
+	if (!s)
+		return 0;
+	a0 = s->args[0];
+	a1 = s->args[1];
+	a2 = s->args[2];
+	cause = s->cause;
+	bpf_map_delete_elem(&syscalls, &tid);
+	switch (cause) {
+	case PMS_REL_MUNMAP:
+		return ret == 0 ? released(a0, a1, cause) : 0;
+	case PMS_REL_MADVISE:
+		if (ret != 0 || (a2 != MADV_DONTNEED && a2 != MADV_FREE && a2 != MADV_REMOVE &&
+				 a2 != MADV_DONTNEED_LOCKED))
+			return 0;
+		return released(a0, a1, cause);
+	case PMS_REL_BRK:
+		last = bpf_map_lookup_elem(&last_brk, &zero);
+		if (!last || ret <= 0)
+			return 0;
+		old = __sync_lock_test_and_set(last, (__u64)ret);
+		return old && (__u64)ret < old ? released((__u64)ret, old - (__u64)ret, cause) : 0;
+	case PMS_REL_MREMAP:
+		if (ret < 0)
+			return 0;
+		/* moved: the old range is gone (its pages live on at the new address, which we
+		 * cannot follow page by page); shrunk in place: the tail is gone */
+		if ((__u64)ret != a0)
+			return released(a0, a1, cause);
+		return a2 < a1 ? released(a0 + a2, a1 - a2, cause) : 0;
+	}
 	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_munmap")
+int pms_enter_munmap(struct syscall_enter_record *ctx)
+{
+	return syscall_enter(ctx->args[0], ctx->args[1], 0, PMS_REL_MUNMAP);
+}
+
+SEC("tp/syscalls/sys_enter_madvise")
+int pms_enter_madvise(struct syscall_enter_record *ctx)
+{
+	return syscall_enter(ctx->args[0], ctx->args[1], ctx->args[2], PMS_REL_MADVISE);
+}
+
+SEC("tp/syscalls/sys_enter_brk")
+int pms_enter_brk(struct syscall_enter_record *ctx)
+{
+	return syscall_enter(ctx->args[0], 0, 0, PMS_REL_BRK);
+}
+
+SEC("tp/syscalls/sys_enter_mremap")
+int pms_enter_mremap(struct syscall_enter_record *ctx)
+{
+	return syscall_enter(ctx->args[0], ctx->args[1], ctx->args[2], PMS_REL_MREMAP);
+}
+
+SEC("tp/syscalls/sys_exit_munmap")
+int pms_exit_munmap(struct syscall_exit_record *ctx)
+{
+	return syscall_exit(ctx);
+}
+
+SEC("tp/syscalls/sys_exit_madvise")
+int pms_exit_madvise(struct syscall_exit_record *ctx)
+{
+	return syscall_exit(ctx);
+}
+
+SEC("tp/syscalls/sys_exit_brk")
+int pms_exit_brk(struct syscall_exit_record *ctx)
+{
+	return syscall_exit(ctx);
+}
+
+SEC("tp/syscalls/sys_exit_mremap")
+int pms_exit_mremap(struct syscall_exit_record *ctx)
+{
+	return syscall_exit(ctx);
 }

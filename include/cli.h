@@ -13,6 +13,7 @@
  * exit code (enum pms_exit). */
 int cmd_dump(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_record(int argc, char **argv);
 
 /* Parses a PID: a whole decimal number in 1..INT_MAX. 0 or -EINVAL. */
 int cli_parse_pid(const char *s, pid_t *out);

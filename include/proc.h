@@ -55,7 +55,10 @@ char proc_task_state(const struct proc *p, pid_t tid);
 /* The command name (comm) of the process; "?" when unreadable. */
 const char *proc_comm(const struct proc *p);
 
-/* True while the process exists and is not a zombie. */
+/* Resident set size of the process in bytes (from /proc/PID/statm). 0 or -ESRCH. */
+int proc_rss(const struct proc *p, uint64_t *bytes);
+
+/* True while the process exists, is not a zombie and is not exiting. */
 bool proc_alive(const struct proc *p);
 
 #endif

@@ -12,6 +12,7 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
+    {"record", cmd_record, "attach, record memory growth by Python site, report"},
     {"dump", cmd_dump, "print every thread's Python stack"},
     {"doctor", cmd_doctor, "check what this host allows pymemspy to do"},
 };
@@ -25,6 +26,7 @@ static void usage(FILE *out)
 		fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
 	fprintf(out, "\n'pymemspy <command> --help' describes each command.\n"
 		     "\nExamples:\n"
+		     "  sudo pymemspy record --pid 4242 --duration 60\n"
 		     "  sudo pymemspy dump --pid 4242\n"
 		     "  sudo pymemspy doctor\n");
 }

@@ -349,3 +349,22 @@ char proc_task_state(const struct proc *p, pid_t tid)
 		return '?';
 	return close_paren[2];
 }
+
+int proc_rss(const struct proc *p, uint64_t *bytes)
+{
+	unsigned long long size, resident;
+	char path[64];
+	FILE *f;
+	int n;
+
+	snprintf(path, sizeof(path), "/proc/%d/statm", p->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -ESRCH;
+	n = fscanf(f, "%llu %llu", &size, &resident);
+	fclose(f);
+	if (n != 2)
+		return -ESRCH;
+	*bytes = resident * (uint64_t)sysconf(_SC_PAGESIZE);
+	return 0;
+}

@@ -1,0 +1,67 @@
+/* What a recording learned: events from the kernel turned into stacks and sites (the innermost
+ * Python frame), each with bytes grown and released and a time series, plus per-thread totals.
+ * Memory is bounded: stacks, sites, tracked pages and series buckets all have caps. */
+#ifndef PMS_PROFILE_H
+#define PMS_PROFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pymemspy.h"
+#include "pytarget.h"
+
+struct profile;
+
+struct profile_frame {
+	const char *function;
+	const char *file;
+	int line;
+};
+
+struct profile_site {
+	const char *function, *file;
+	int line;
+	int64_t grown;	  /* bytes charged to this site */
+	int64_t released; /* of those, bytes released since (by address) */
+	uint64_t samples;
+	double first_seen; /* seconds since the start */
+	/* the stack that charged this site the most bytes, innermost first */
+	const struct profile_frame *stack;
+	size_t stack_len;
+	/* net bytes per bucket of profile_bucket_seconds(), from the start */
+	const int64_t *series;
+	size_t nseries;
+};
+
+struct profile_thread {
+	uint32_t tid;
+	int64_t bytes;
+};
+
+/* Totals the events told. */
+struct profile_totals {
+	int64_t grown;		  /* bytes of growth charged */
+	int64_t released;	  /* bytes released from tracked pages */
+	int64_t shrunk;		  /* RSS decreases seen (any cause) */
+	uint64_t events;	  /* growth events received */
+	uint64_t stacks_lost;	  /* events whose stack never reached us */
+	uint64_t pages_untracked; /* growth not tracked by address (cap reached, or no address) */
+};
+
+/* A profile that symbolizes stacks from target t as they arrive. NULL on ENOMEM. */
+struct profile *profile_new(struct pytarget *t);
+void profile_free(struct profile *p);
+
+/* Adds one kernel event, received `at` seconds after the recording started. 0 or -ENOMEM. */
+int profile_add_event(struct profile *p, const struct pms_event *ev, size_t size, double at);
+
+/* Sites sorted by net bytes (grown - released), biggest first; valid until the next add. */
+const struct profile_site *const *profile_sites(struct profile *p, size_t *n);
+/* Threads sorted by bytes, biggest first. */
+const struct profile_thread *profile_threads(struct profile *p, size_t *n);
+const struct profile_totals *profile_totals(const struct profile *p);
+double profile_bucket_seconds(const struct profile *p);
+/* Bytes the profile holds (for the profiler's own-cost figures). */
+size_t profile_memory(const struct profile *p);
+
+#endif

@@ -1,0 +1,41 @@
+/* The report of a recording, as text (for people) and JSON (schema pymemspy.report/1, for
+ * tools): a header, the leak candidates, the top sites with their stacks, threads, counters. */
+#ifndef PMS_REPORT_H
+#define PMS_REPORT_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "profile.h"
+#include "pymemspy.h"
+#include "pytarget.h"
+
+struct report_meta {
+	pid_t pid;
+	const char *comm;
+	const struct pyversion *python;
+	const char *events;
+	double duration;    /* seconds recorded */
+	uint64_t rss_start; /* target RSS (bytes) when recording started */
+	uint64_t rss_end;   /* ... when it stopped (0: the target had exited) */
+	uint64_t counters[PMS_CNT_MAX];
+	unsigned budget_per_sec; /* 0: no limit */
+	unsigned max_depth;
+	double profiler_cpu; /* seconds of CPU pymemspy used */
+	uint64_t profiler_max_rss;
+	uint64_t bpf_map_bytes;
+	uint64_t profile_bytes;
+	const char *ended_by; /* "duration", "signal", "target exited" */
+	unsigned top;	      /* sites to show */
+};
+
+/* Writes the plain-text report. */
+void report_text(FILE *out, struct profile *p, const struct report_meta *m);
+/* Writes the JSON report. 0 or -ENOMEM. */
+int report_json(FILE *out, struct profile *p, const struct report_meta *m);
+
+/* "12.3 MiB" style (IEC units). */
+void report_format_bytes(double bytes, char *out, size_t outlen);
+
+#endif

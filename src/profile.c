@@ -1,0 +1,474 @@
+#include "profile.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pycode.h"
+#include "u64map.h"
+
+#define PROFILE_MAX_SITES   65536
+#define PROFILE_MAX_STACKS  65536
+#define PROFILE_MAX_PAGES   (512u * 1024) /* 2 GiB of growth tracked page by page */
+#define PROFILE_MAX_BUCKETS 1024	  /* series keep their length by widening buckets */
+#define PROFILE_MAX_THREADS 4096
+#define PAGE_SIZE_BYTES	    4096
+
+struct site_rec {
+	struct profile_site pub;
+	int64_t *series;
+	size_t series_cap;
+	int64_t best_stack_bytes;
+};
+
+struct stack_rec {
+	size_t site;
+	int64_t bytes;
+	struct profile_frame *frames;
+	size_t nframes;
+};
+
+struct profile {
+	struct pytarget *target;
+	struct pycode_cache *codes;
+	struct u64map *strings; /* hash -> index in strs */
+	char **strs;
+	size_t nstrs, strs_cap;
+	struct u64map *site_index; /* key hash -> index in sites */
+	struct site_rec *sites;
+	size_t nsites, sites_cap;
+	struct u64map *stack_index; /* stack id -> index in stacks */
+	struct stack_rec *stacks;
+	size_t nstacks, stacks_cap;
+	struct u64map *pages; /* page address -> site << 32 | pages */
+	struct u64map *thread_index;
+	struct profile_thread *threads;
+	size_t nthreads;
+	double bucket_seconds;
+	size_t nbuckets; /* buckets in use by every series */
+	struct profile_totals totals;
+	const struct profile_site **sorted;
+};
+
+static const char *intern(struct profile *p, const char *s)
+{
+	uint64_t h = u64map_hash_bytes(s, strlen(s), 0), idx;
+
+	/* a 64-bit collision between two different strings moves on to the next key */
+	for (;; h++) {
+		if (!u64map_get(p->strings, h, &idx))
+			break;
+		if (strcmp(p->strs[idx], s) == 0)
+			return p->strs[idx];
+	}
+	if (p->nstrs == p->strs_cap) {
+		size_t cap = p->strs_cap ? 2 * p->strs_cap : 256;
+		char **n = realloc(p->strs, cap * sizeof(*n));
+
+		if (!n)
+			return NULL;
+		p->strs = n;
+		p->strs_cap = cap;
+	}
+	p->strs[p->nstrs] = strdup(s);
+	if (!p->strs[p->nstrs] || u64map_put(p->strings, h, p->nstrs)) {
+		free(p->strs[p->nstrs]);
+		return NULL;
+	}
+	return p->strs[p->nstrs++];
+}
+
+struct profile *profile_new(struct pytarget *t)
+{
+	struct profile *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->target = t;
+	p->bucket_seconds = 1.0;
+	p->codes = pycode_cache_new(t, 0);
+	p->strings = u64map_new(1024);
+	p->site_index = u64map_new(1024);
+	p->stack_index = u64map_new(1024);
+	p->pages = u64map_new(4096);
+	p->thread_index = u64map_new(64);
+	p->threads = calloc(PROFILE_MAX_THREADS, sizeof(*p->threads));
+	if (!p->codes || !p->strings || !p->site_index || !p->stack_index || !p->pages ||
+	    !p->thread_index || !p->threads) {
+		profile_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void profile_free(struct profile *p)
+{
+	if (!p)
+		return;
+	pycode_cache_free(p->codes);
+	for (size_t i = 0; i < p->nstrs; i++)
+		free(p->strs[i]);
+	free(p->strs);
+	for (size_t i = 0; i < p->nsites; i++)
+		free(p->sites[i].series);
+	free(p->sites);
+	for (size_t i = 0; i < p->nstacks; i++)
+		free(p->stacks[i].frames);
+	free(p->stacks);
+	u64map_free(p->strings);
+	u64map_free(p->site_index);
+	u64map_free(p->stack_index);
+	u64map_free(p->pages);
+	u64map_free(p->thread_index);
+	free(p->threads);
+	free(p->sorted);
+	free(p);
+}
+
+/* The site for (function, file, line), created on first use; SIZE_MAX when full. */
+static size_t site_for(struct profile *p, const char *function, const char *file, int line,
+		       double at)
+{
+	struct {
+		const char *function, *file;
+		int64_t line;
+	} key = {function, file, line};
+	uint64_t h = u64map_hash_bytes(&key, sizeof(key), 1), idx;
+	struct site_rec *s;
+
+	if (u64map_get(p->site_index, h, &idx))
+		return (size_t)idx;
+	if (p->nsites == PROFILE_MAX_SITES)
+		return SIZE_MAX;
+	if (p->nsites == p->sites_cap) {
+		size_t cap = p->sites_cap ? 2 * p->sites_cap : 64;
+		struct site_rec *n = realloc(p->sites, cap * sizeof(*n));
+
+		if (!n)
+			return SIZE_MAX;
+		p->sites = n;
+		p->sites_cap = cap;
+	}
+	if (u64map_put(p->site_index, h, p->nsites))
+		return SIZE_MAX;
+	s = &p->sites[p->nsites];
+	memset(s, 0, sizeof(*s));
+	s->pub.function = function;
+	s->pub.file = file;
+	s->pub.line = line;
+	s->pub.first_seen = at;
+	return p->nsites++;
+}
+
+/* Halves the resolution of every series so that they keep at most PROFILE_MAX_BUCKETS. */
+static void widen_buckets(struct profile *p)
+{
+	for (size_t i = 0; i < p->nsites; i++) {
+		struct site_rec *s = &p->sites[i];
+
+		for (size_t b = 0; b < s->pub.nseries; b++)
+			s->series[b / 2] = (b % 2 ? s->series[b / 2] : 0) + s->series[b];
+		s->pub.nseries = (s->pub.nseries + 1) / 2;
+	}
+	p->nbuckets = (p->nbuckets + 1) / 2;
+	p->bucket_seconds *= 2;
+}
+
+static int series_add(struct profile *p, size_t site, double at, int64_t bytes)
+{
+	struct site_rec *s = &p->sites[site];
+	size_t b;
+
+	if (at < 0)
+		at = 0;
+	while ((size_t)(at / p->bucket_seconds) >= PROFILE_MAX_BUCKETS)
+		widen_buckets(p);
+	b = (size_t)(at / p->bucket_seconds);
+	if (b >= s->series_cap) {
+		size_t cap = s->series_cap ? s->series_cap : 16;
+		int64_t *n;
+
+		while (cap <= b)
+			cap *= 2;
+		n = realloc(s->series, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		memset(n + s->series_cap, 0, (cap - s->series_cap) * sizeof(*n));
+		s->series = n;
+		s->series_cap = cap;
+	}
+	s->series[b] += bytes;
+	if (b + 1 > s->pub.nseries)
+		s->pub.nseries = b + 1;
+	if (b + 1 > p->nbuckets)
+		p->nbuckets = b + 1;
+	s->pub.series = s->series;
+	return 0;
+}
+
+static void symbolize(struct profile *p, const struct pms_frame *in, struct profile_frame *out)
+{
+	const struct pycode_info *info;
+
+	if (pycode_lookup(p->codes, in->code, &info) == 0) {
+		out->function = intern(p, info->function);
+		out->file = intern(p, info->file);
+		out->line = pycode_line(p->codes, in->code, in->offset);
+	} else {
+		out->function = intern(p, "<unknown code>");
+		out->file = intern(p, "?");
+		out->line = 0;
+	}
+}
+
+/* The stack of an event, symbolized when it is new; SIZE_MAX when it cannot be had. */
+static size_t stack_for(struct profile *p, const struct pms_event *ev, size_t size, double at)
+{
+	struct stack_rec *st;
+	uint64_t idx;
+	size_t n;
+
+	if (u64map_get(p->stack_index, ev->stack_id, &idx))
+		return (size_t)idx;
+	if (!(ev->flags & PMS_EVF_STACK_INLINE) || p->nstacks == PROFILE_MAX_STACKS)
+		return SIZE_MAX;
+	n = ev->nframes > PMS_MAX_DEPTH ? PMS_MAX_DEPTH : ev->nframes;
+	if (size < PMS_EVENT_SIZE(n) || n == 0)
+		return SIZE_MAX;
+	if (p->nstacks == p->stacks_cap) {
+		size_t cap = p->stacks_cap ? 2 * p->stacks_cap : 64;
+		struct stack_rec *r = realloc(p->stacks, cap * sizeof(*r));
+
+		if (!r)
+			return SIZE_MAX;
+		p->stacks = r;
+		p->stacks_cap = cap;
+	}
+	st = &p->stacks[p->nstacks];
+	memset(st, 0, sizeof(*st));
+	st->frames = calloc(n, sizeof(*st->frames));
+	if (!st->frames)
+		return SIZE_MAX;
+	for (size_t i = 0; i < n; i++)
+		symbolize(p, &ev->frames[i], &st->frames[i]);
+	st->nframes = n;
+	st->site = site_for(p, st->frames[0].function, st->frames[0].file, st->frames[0].line, at);
+	if (st->site == SIZE_MAX || u64map_put(p->stack_index, ev->stack_id, p->nstacks)) {
+		free(st->frames);
+		return SIZE_MAX;
+	}
+	return p->nstacks++;
+}
+
+static void charge_thread(struct profile *p, uint32_t tid, int64_t bytes)
+{
+	uint64_t idx;
+
+	if (!u64map_get(p->thread_index, tid, &idx)) {
+		if (p->nthreads == PROFILE_MAX_THREADS ||
+		    u64map_put(p->thread_index, tid, p->nthreads))
+			return;
+		idx = p->nthreads++;
+		p->threads[idx].tid = tid;
+	}
+	p->threads[idx].bytes += bytes;
+}
+
+static int add_growth(struct profile *p, const struct pms_event *ev, size_t size, double at)
+{
+	size_t stack = SIZE_MAX, site;
+	const char *pseudo = NULL;
+	int64_t bytes = ev->bytes;
+
+	p->totals.events++;
+	p->totals.grown += bytes;
+	charge_thread(p, ev->tid, bytes);
+	if (ev->flags & PMS_EVF_NO_TSTATE) {
+		pseudo = "<no python thread>";
+	} else if (!ev->stack_id) {
+		pseudo = "<no python frame>";
+	} else {
+		stack = stack_for(p, ev, size, at);
+		if (stack == SIZE_MAX) {
+			p->totals.stacks_lost++;
+			pseudo = "<stack lost>";
+		}
+	}
+	if (pseudo) {
+		site = site_for(p, intern(p, pseudo), intern(p, ""), 0, at);
+	} else {
+		struct stack_rec *st = &p->stacks[stack];
+
+		st->bytes += bytes;
+		site = st->site;
+	}
+	if (site == SIZE_MAX)
+		return -ENOMEM;
+	p->sites[site].pub.grown += bytes;
+	p->sites[site].pub.samples++;
+	if (stack != SIZE_MAX && p->stacks[stack].bytes > p->sites[site].best_stack_bytes) {
+		p->sites[site].best_stack_bytes = p->stacks[stack].bytes;
+		p->sites[site].pub.stack = p->stacks[stack].frames;
+		p->sites[site].pub.stack_len = p->stacks[stack].nframes;
+	}
+	/* remember which site grew this page, so that releasing it can be charged back */
+	if (ev->addr && !(ev->flags & PMS_EVF_NO_FAULT) &&
+	    u64map_count(p->pages) < PROFILE_MAX_PAGES) {
+		uint64_t page = ev->addr & ~(uint64_t)(PAGE_SIZE_BYTES - 1), old = 0;
+		uint64_t pages = (uint64_t)(bytes + PAGE_SIZE_BYTES - 1) / PAGE_SIZE_BYTES;
+
+		if (u64map_get(p->pages, page, &old) && (old >> 32) == site)
+			pages += old & 0xffffffffu;
+		if (u64map_put(p->pages, page, ((uint64_t)site << 32) | (pages & 0xffffffffu)))
+			p->totals.pages_untracked++;
+	} else {
+		p->totals.pages_untracked++;
+	}
+	return series_add(p, site, at, bytes);
+}
+
+struct release_ctx {
+	struct profile *p;
+	uint64_t start, end;
+	double at;
+	uint64_t *hits;
+	size_t nhits;
+};
+
+static void release_page(struct profile *p, uint64_t page, double at)
+{
+	uint64_t v;
+	size_t site;
+	int64_t bytes;
+
+	if (!u64map_del(p->pages, page, &v))
+		return;
+	site = (size_t)(v >> 32);
+	bytes = (int64_t)(v & 0xffffffffu) * PAGE_SIZE_BYTES;
+	if (site >= p->nsites)
+		return;
+	p->sites[site].pub.released += bytes;
+	p->totals.released += bytes;
+	series_add(p, site, at, -bytes);
+}
+
+static void collect_in_range(uint64_t key, uint64_t value, void *vctx)
+{
+	struct release_ctx *c = vctx;
+
+	(void)value;
+	if (key >= c->start && key < c->end)
+		c->hits[c->nhits++] = key;
+}
+
+static void add_release(struct profile *p, const struct pms_event *ev, double at)
+{
+	uint64_t start = ev->addr & ~(uint64_t)(PAGE_SIZE_BYTES - 1);
+	uint64_t end = ev->addr + ev->len;
+	uint64_t npages = (end - start + PAGE_SIZE_BYTES - 1) / PAGE_SIZE_BYTES;
+	struct release_ctx c = {p, start, end, at, NULL, 0};
+
+	if (end <= start || u64map_count(p->pages) == 0)
+		return;
+	/* look pages up one by one, or scan what we track: whichever is shorter */
+	if (npages <= u64map_count(p->pages)) {
+		for (uint64_t a = start; a < end; a += PAGE_SIZE_BYTES)
+			release_page(p, a, at);
+		return;
+	}
+	c.hits = malloc(u64map_count(p->pages) * sizeof(*c.hits));
+	if (!c.hits)
+		return;
+	u64map_each(p->pages, collect_in_range, &c);
+	for (size_t i = 0; i < c.nhits; i++)
+		release_page(p, c.hits[i], at);
+	free(c.hits);
+}
+
+int profile_add_event(struct profile *p, const struct pms_event *ev, size_t size, double at)
+{
+	switch (ev->kind) {
+	case PMS_EV_GROWTH:
+		return ev->bytes > 0 ? add_growth(p, ev, size, at) : 0;
+	case PMS_EV_SHRINK:
+		p->totals.shrunk += -ev->bytes;
+		return 0;
+	case PMS_EV_RELEASE:
+		add_release(p, ev, at);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int cmp_sites(const void *a, const void *b)
+{
+	const struct profile_site *x = *(const struct profile_site *const *)a;
+	const struct profile_site *y = *(const struct profile_site *const *)b;
+	int64_t nx = x->grown - x->released, ny = y->grown - y->released;
+
+	if (nx != ny)
+		return nx > ny ? -1 : 1;
+	return x->samples > y->samples ? -1 : x->samples < y->samples;
+}
+
+const struct profile_site *const *profile_sites(struct profile *p, size_t *n)
+{
+	const struct profile_site **sorted = realloc(p->sorted, (p->nsites + 1) * sizeof(*sorted));
+
+	*n = 0;
+	if (!sorted)
+		return NULL;
+	p->sorted = sorted;
+	for (size_t i = 0; i < p->nsites; i++) {
+		/* every series spans the same buckets, so a report can compare them */
+		series_add(p, i, (double)(p->nbuckets ? p->nbuckets - 1 : 0) * p->bucket_seconds,
+			   0);
+		sorted[i] = &p->sites[i].pub;
+	}
+	qsort(sorted, p->nsites, sizeof(*sorted), cmp_sites);
+	*n = p->nsites;
+	return sorted;
+}
+
+static int cmp_threads(const void *a, const void *b)
+{
+	const struct profile_thread *x = a, *y = b;
+
+	return x->bytes > y->bytes ? -1 : x->bytes < y->bytes;
+}
+
+const struct profile_thread *profile_threads(struct profile *p, size_t *n)
+{
+	qsort(p->threads, p->nthreads, sizeof(*p->threads), cmp_threads);
+	/* the index is stale after sorting: rebuild it */
+	for (size_t i = 0; i < p->nthreads; i++)
+		u64map_put(p->thread_index, p->threads[i].tid, i);
+	*n = p->nthreads;
+	return p->threads;
+}
+
+const struct profile_totals *profile_totals(const struct profile *p)
+{
+	return &p->totals;
+}
+
+double profile_bucket_seconds(const struct profile *p)
+{
+	return p->bucket_seconds;
+}
+
+size_t profile_memory(const struct profile *p)
+{
+	size_t total = sizeof(*p) + u64map_bytes(p->strings) + u64map_bytes(p->site_index) +
+		       u64map_bytes(p->stack_index) + u64map_bytes(p->pages) +
+		       u64map_bytes(p->thread_index) + p->sites_cap * sizeof(*p->sites) +
+		       p->stacks_cap * sizeof(*p->stacks) +
+		       PROFILE_MAX_THREADS * sizeof(*p->threads);
+
+	for (size_t i = 0; i < p->nsites; i++)
+		total += p->sites[i].series_cap * sizeof(int64_t);
+	for (size_t i = 0; i < p->nstacks; i++)
+		total += p->stacks[i].nframes * sizeof(struct profile_frame);
+	return total;
+}

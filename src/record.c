@@ -1,0 +1,286 @@
+/* pymemspy record: attach with eBPF, charge the target's memory growth to Python sites, detach
+ * cleanly (Ctrl-C, --duration, the target exiting), report. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "profile.h"
+#include "pytarget.h"
+#include "report.h"
+#include "sampler.h"
+
+#define RECORD_DEFAULT_BUDGET 2000 /* stack walks per second */
+#define RECORD_DEFAULT_TOP    10
+#define RECORD_POLL_MS	      100
+
+/* Set by SIGINT/SIGTERM: the one piece of global state, owned by this CLI entry. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+struct recording {
+	struct pytarget *target;
+	struct profile *profile;
+	struct sampler *sampler;
+	uint64_t start_ns;
+	int error; /* first error from the event path */
+};
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int on_event(const struct pms_event *ev, size_t size, void *ctx)
+{
+	struct recording *r = ctx;
+	double at = ev->ts_ns > r->start_ns ? (double)(ev->ts_ns - r->start_ns) / 1e9 : 0;
+	int ret = profile_add_event(r->profile, ev, size, at);
+
+	if (ret && !r->error)
+		r->error = ret;
+	return 0;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(
+	    out,
+	    "Usage: pymemspy record --pid PID [--duration S] [--events growth] [--max-depth N]\n"
+	    "                       [--budget N] [--top N] [--json] [--quiet] [--verbose]\n\n"
+	    "Attaches to a running CPython process with eBPF, charges the memory it grows to\n"
+	    "the Python call sites that grow it, and prints the leak candidates and the top\n"
+	    "sites. Stops at the end of --duration, on Ctrl-C or SIGTERM, or when the target\n"
+	    "exits; the target keeps running, unchanged, after we detach.\n\n"
+	    "Options:\n"
+	    "  -p, --pid PID        the process to record\n"
+	    "  -d, --duration S     stop after S seconds (default: until Ctrl-C)\n"
+	    "  -e, --events SOURCE  growth: resident memory the target gains (page faults and\n"
+	    "                       RSS changes), and the ranges it releases (default)\n"
+	    "      --max-depth N    frames per stack, 1 to %d (default %d)\n"
+	    "      --budget N       stack walks per second before sampling starts; growth not\n"
+	    "                       walked is carried to the thread's next sample (default %d;\n"
+	    "                       0: no limit)\n"
+	    "  -n, --top N          sites in the text report (default %d)\n"
+	    "  -j, --json           one JSON document (schema pymemspy.report/1) on stdout\n"
+	    "  -q, --quiet          no live status line on stderr\n"
+	    "  -v, --verbose        libbpf's messages on stderr\n"
+	    "  -h, --help           this help\n\n"
+	    "Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE (and tracefs readable).\n"
+	    "'pymemspy doctor' says what this host allows.\n\n"
+	    "Examples:\n"
+	    "  sudo pymemspy record --pid 4242 --duration 60\n"
+	    "  sudo pymemspy record --pid 4242 --duration 30 --json > report.json\n",
+	    PMS_MAX_DEPTH, PMS_MAX_DEPTH, RECORD_DEFAULT_BUDGET, RECORD_DEFAULT_TOP);
+}
+
+static void status_line(const struct recording *r, double elapsed, bool final)
+{
+	uint64_t c[PMS_CNT_MAX] = {0};
+	char grown[32];
+
+	sampler_counters(r->sampler, c);
+	report_format_bytes((double)profile_totals(r->profile)->grown, grown, sizeof(grown));
+	fprintf(stderr,
+		"\r[%6.1fs] rss events %llu, samples %llu, growth +%s, sampled out %llu, dropped "
+		"%llu   %s",
+		elapsed, (unsigned long long)c[PMS_CNT_RSS_EVENTS],
+		(unsigned long long)c[PMS_CNT_SAMPLES], grown,
+		(unsigned long long)c[PMS_CNT_BUDGET_SKIPPED],
+		(unsigned long long)c[PMS_CNT_RINGBUF_FULL], final ? "\n" : "");
+	fflush(stderr);
+}
+
+int cmd_record(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"pid", required_argument, NULL, 'p'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"events", required_argument, NULL, 'e'},
+	    {"max-depth", required_argument, NULL, 'D'},
+	    {"budget", required_argument, NULL, 'B'},
+	    {"top", required_argument, NULL, 'n'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct sampler_opts sopts = {.max_depth = PMS_MAX_DEPTH,
+				     .budget_per_sec = RECORD_DEFAULT_BUDGET};
+	struct report_meta meta = {.events = "growth", .top = RECORD_DEFAULT_TOP};
+	struct sigaction sa = {0}, old_int, old_term;
+	struct pms_error err = {{0}};
+	struct recording r = {0};
+	struct rusage ru;
+	bool json = false, quiet = false;
+	double duration = 0, elapsed = 0, last_status = 0;
+	pid_t pid = 0;
+	long v;
+	int c, ret;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "p:d:e:n:jqvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (cli_parse_pid(optarg, &pid))
+				return cli_usage_error("record", "--pid needs a process id");
+			break;
+		case 'd':
+			if (cli_parse_seconds(optarg, &duration) || duration <= 0)
+				return cli_usage_error("record",
+						       "--duration needs a positive number "
+						       "of seconds");
+			break;
+		case 'e':
+			if (strcmp(optarg, "growth") != 0)
+				return cli_usage_error("record",
+						       "--events: the available source is "
+						       "'growth'");
+			break;
+		case 'D':
+			if (cli_parse_long(optarg, 1, PMS_MAX_DEPTH, &v))
+				return cli_usage_error("record",
+						       "--max-depth needs a number from 1 to "
+						       "128");
+			sopts.max_depth = (unsigned)v;
+			break;
+		case 'B':
+			if (cli_parse_long(optarg, 0, 1000000, &v))
+				return cli_usage_error("record",
+						       "--budget needs a number from 0 to "
+						       "1000000");
+			sopts.budget_per_sec = (unsigned)v;
+			break;
+		case 'n':
+			if (cli_parse_long(optarg, 1, 100000, &v))
+				return cli_usage_error("record", "--top needs a positive number");
+			meta.top = (unsigned)v;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			sopts.verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			cli_print_exit_codes();
+			return PMS_EXIT_OK;
+		default:
+			return cli_usage_error("record", "unknown option");
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("record", "unexpected argument");
+	if (!pid)
+		return cli_usage_error("record", "--pid is required");
+	if (!isatty(STDERR_FILENO))
+		quiet = true;
+
+	ret = pytarget_open(pid, &r.target, &err);
+	if (ret)
+		goto out;
+	r.profile = profile_new(r.target);
+	if (!r.profile) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* signals only set a flag: the loop below detaches before anything else happens */
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+
+	ret = sampler_open(r.target, &sopts, on_event, &r, &r.sampler, &err);
+	if (ret)
+		goto restore;
+	r.start_ns = monotonic_ns();
+	proc_rss(pytarget_proc(r.target), &meta.rss_start);
+	meta.ended_by = "signal";
+	if (!json || !quiet)
+		fprintf(stderr, "pymemspy: recording pid %d (Python %s); Ctrl-C to stop\n", pid,
+			pytarget_version(r.target)->text);
+	while (!stop_requested) {
+		int n = sampler_poll(r.sampler, RECORD_POLL_MS);
+
+		if (n < 0 && n != -EINTR) {
+			ret = pms_error_set(&err, -n, "reading the ring buffer: %s", strerror(-n));
+			break;
+		}
+		elapsed = (double)(monotonic_ns() - r.start_ns) / 1e9;
+		if (!proc_alive(pytarget_proc(r.target))) {
+			meta.ended_by = "target exited";
+			fprintf(stderr, "%spymemspy: the target (pid %d) exited after %.1f s\n",
+				quiet ? "" : "\n", pid, elapsed);
+			break;
+		}
+		if (duration > 0 && elapsed >= duration) {
+			meta.ended_by = "duration";
+			break;
+		}
+		if (!quiet && elapsed - last_status >= 1.0) {
+			status_line(&r, elapsed, false);
+			last_status = elapsed;
+		}
+	}
+	if (ret)
+		goto restore;
+	/* what is already in the ring buffer belongs to the window */
+	while (sampler_poll(r.sampler, 0) > 0)
+		;
+	elapsed = (double)(monotonic_ns() - r.start_ns) / 1e9;
+	if (!quiet)
+		status_line(&r, elapsed, true);
+	if (strcmp(meta.ended_by, "target exited") != 0)
+		proc_rss(pytarget_proc(r.target), &meta.rss_end);
+	sampler_counters(r.sampler, meta.counters);
+	meta.bpf_map_bytes = sampler_map_bytes(r.sampler);
+	sampler_close(r.sampler);
+	r.sampler = NULL;
+	if (r.error) {
+		ret = pms_error_set(&err, -r.error, "keeping the profile: %s", strerror(-r.error));
+		goto restore;
+	}
+
+	meta.pid = pid;
+	meta.comm = proc_comm(pytarget_proc(r.target));
+	meta.python = pytarget_version(r.target);
+	meta.duration = elapsed;
+	meta.budget_per_sec = sopts.budget_per_sec;
+	meta.max_depth = sopts.max_depth;
+	meta.profile_bytes = profile_memory(r.profile);
+	getrusage(RUSAGE_SELF, &ru);
+	meta.profiler_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+			    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	meta.profiler_max_rss = (uint64_t)ru.ru_maxrss * 1024;
+	if (json)
+		ret = report_json(stdout, r.profile, &meta);
+	else
+		report_text(stdout, r.profile, &meta);
+restore:
+	sampler_close(r.sampler);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+out:
+	profile_free(r.profile);
+	pytarget_close(r.target);
+	return ret ? cli_fail(&err, ret) : PMS_EXIT_OK;
+}

@@ -1,0 +1,310 @@
+#include "report.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "leaks.h"
+
+#define REPORT_MAX_CANDIDATES 10
+#define REPORT_STACK_LINES    8
+
+struct candidate {
+	const struct profile_site *site;
+	struct leak_verdict v;
+};
+
+void report_format_bytes(double bytes, char *out, size_t outlen)
+{
+	static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = fabs(bytes);
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, outlen, "%s%.*f %s", bytes < 0 ? "-" : "", u ? 1 : 0, v, units[u]);
+}
+
+static int cmp_candidates(const void *a, const void *b)
+{
+	const struct candidate *x = a, *y = b;
+
+	return x->v.score > y->v.score ? -1 : x->v.score < y->v.score;
+}
+
+/* The sites that look like leaks, best first. */
+static size_t find_candidates(struct profile *p, struct candidate *out, size_t max)
+{
+	const struct profile_site *const *sites;
+	size_t n, k = 0;
+
+	sites = profile_sites(p, &n);
+	for (size_t i = 0; i < n && sites; i++) {
+		struct leak_verdict v;
+
+		if (sites[i]->stack_len == 0)
+			continue; /* no Python site to point at */
+		leaks_judge(sites[i]->series, sites[i]->nseries, profile_bucket_seconds(p), &v);
+		if (!v.candidate)
+			continue;
+		if (k < max) {
+			out[k].site = sites[i];
+			out[k].v = v;
+			k++;
+		}
+	}
+	qsort(out, k, sizeof(*out), cmp_candidates);
+	return k;
+}
+
+static int64_t net(const struct profile_site *s)
+{
+	return s->grown - s->released;
+}
+
+static double site_rate(const struct profile_site *s, double duration)
+{
+	return duration > 0 ? (double)net(s) / duration : 0;
+}
+
+static void print_stack(FILE *out, const struct profile_site *s)
+{
+	for (size_t f = 0; f < s->stack_len && f < REPORT_STACK_LINES; f++)
+		fprintf(out, "        %s %s (%s:%d)\n", f ? "<-" : "at", s->stack[f].function,
+			s->stack[f].file, s->stack[f].line);
+	if (s->stack_len > REPORT_STACK_LINES)
+		fprintf(out, "        ... %zu more frames\n", s->stack_len - REPORT_STACK_LINES);
+}
+
+void report_text(FILE *out, struct profile *p, const struct report_meta *m)
+{
+	const struct profile_totals *t = profile_totals(p);
+	struct candidate cands[REPORT_MAX_CANDIDATES];
+	const struct profile_site *const *sites;
+	size_t nsites, ncands, shown = 0;
+	char a[32], b[32], c[32], d[40];
+	int64_t positive = 0;
+
+	ncands = find_candidates(p, cands, REPORT_MAX_CANDIDATES);
+	sites = profile_sites(p, &nsites);
+	for (size_t i = 0; i < nsites; i++)
+		if (net(sites[i]) > 0)
+			positive += net(sites[i]);
+
+	fprintf(out, "pymemspy record: pid %d (%s), Python %s (%s build)\n", m->pid, m->comm,
+		m->python->text, pylayout_build_name(m->python->build));
+	report_format_bytes((double)m->rss_start, a, sizeof(a));
+	report_format_bytes((double)m->rss_end, b, sizeof(b));
+	report_format_bytes((double)m->rss_end - (double)m->rss_start, c, sizeof(c));
+	fprintf(out, "Recorded %.1f s (ended by %s), events: %s\n", m->duration, m->ended_by,
+		m->events);
+	if (m->rss_end)
+		fprintf(out, "Target RSS: %s -> %s (%s)\n", a, b, c);
+	report_format_bytes((double)t->grown, a, sizeof(a));
+	report_format_bytes((double)t->released, b, sizeof(b));
+	report_format_bytes((double)t->shrunk, c, sizeof(c));
+	fprintf(out,
+		"Charged: %s grown in %llu samples, %s of it released since; RSS decreases %s\n", a,
+		(unsigned long long)m->counters[PMS_CNT_SAMPLES], b, c);
+	if (m->counters[PMS_CNT_BUDGET_SKIPPED])
+		fprintf(out,
+			"Sampling: the budget (%u stack walks/s) was exceeded: %llu growth events "
+			"were not walked; their bytes went to the next sample of the same thread\n",
+			m->budget_per_sec, (unsigned long long)m->counters[PMS_CNT_BUDGET_SKIPPED]);
+	fprintf(out,
+		"Counters: rss events %llu, page faults %llu, releases %llu, read errors %llu, "
+		"no thread state %llu, truncated %llu, ring buffer full %llu, stacks lost %llu\n",
+		(unsigned long long)m->counters[PMS_CNT_RSS_EVENTS],
+		(unsigned long long)m->counters[PMS_CNT_FAULTS],
+		(unsigned long long)m->counters[PMS_CNT_RELEASES],
+		(unsigned long long)m->counters[PMS_CNT_READ_ERRORS],
+		(unsigned long long)m->counters[PMS_CNT_NO_TSTATE],
+		(unsigned long long)m->counters[PMS_CNT_TRUNCATED],
+		(unsigned long long)m->counters[PMS_CNT_RINGBUF_FULL],
+		(unsigned long long)t->stacks_lost);
+
+	fprintf(out, "\nLeak candidates\n");
+	if (ncands == 0) {
+		report_format_bytes(leaks_min_rate(m->duration), a, sizeof(a));
+		fprintf(out,
+			"  Nothing looks like a leak after %.1f s of watching (the smallest rate "
+			"that could have been seen: %s/s).\n",
+			m->duration, a);
+	}
+	for (size_t i = 0; i < ncands; i++) {
+		const struct profile_site *s = cands[i].site;
+
+		report_format_bytes(cands[i].v.rate, a, sizeof(a));
+		report_format_bytes(cands[i].v.rate * 3600, b, sizeof(b));
+		report_format_bytes((double)net(s), c, sizeof(c));
+		fprintf(out, "  %zu. %s (%s:%d)\n", i + 1, s->function, s->file, s->line);
+		fprintf(out,
+			"     %s/s (%s per hour), confidence %.2f, first seen at %.1f s, %s so "
+			"far\n",
+			a, b, cands[i].v.confidence, s->first_seen, c);
+		print_stack(out, s);
+	}
+
+	fprintf(out, "\nTop sites by resident growth\n");
+	fprintf(out, "  %-3s %10s %6s %11s %8s  %s\n", "#", "RESIDENT", "SHARE", "RATE", "SAMPLES",
+		"FUNCTION (FILE:LINE)");
+	for (size_t i = 0; i < nsites && shown < m->top; i++) {
+		const struct profile_site *s = sites[i];
+
+		if (net(s) <= 0)
+			continue;
+		shown++;
+		report_format_bytes((double)net(s), a, sizeof(a));
+		report_format_bytes(site_rate(s, m->duration), b, sizeof(b));
+		snprintf(d, sizeof(d), "%s/s", b);
+		fprintf(out, "  %-3zu %10s %5.1f%% %11s %8llu  %s (%s:%d)\n", shown, a,
+			positive ? 100.0 * (double)net(s) / (double)positive : 0.0, d,
+			(unsigned long long)s->samples, s->function, s->file, s->line);
+		print_stack(out, s);
+	}
+	if (shown == 0)
+		fprintf(out, "  (no resident growth was charged to any site)\n");
+}
+
+static void json_stack(struct json *j, const struct profile_site *s)
+{
+	json_key(j, "stack");
+	json_array_begin(j);
+	for (size_t f = 0; f < s->stack_len; f++) {
+		json_object_begin(j);
+		json_kv_string(j, "function", s->stack[f].function);
+		json_kv_string(j, "file", s->stack[f].file);
+		json_kv_int(j, "line", s->stack[f].line);
+		json_object_end(j);
+	}
+	json_array_end(j);
+}
+
+int report_json(FILE *out, struct profile *p, const struct report_meta *m)
+{
+	const struct profile_totals *t = profile_totals(p);
+	struct candidate cands[REPORT_MAX_CANDIDATES];
+	const struct profile_site *const *sites;
+	const struct profile_thread *threads;
+	size_t nsites, ncands, nthreads;
+	struct json *j = json_new(out, true);
+
+	if (!j)
+		return -ENOMEM;
+	ncands = find_candidates(p, cands, REPORT_MAX_CANDIDATES);
+	sites = profile_sites(p, &nsites);
+	threads = profile_threads(p, &nthreads);
+
+	json_object_begin(j);
+	json_kv_string(j, "schema", "pymemspy.report/1");
+	json_kv_int(j, "pid", m->pid);
+	json_key(j, "python");
+	json_object_begin(j);
+	json_kv_string(j, "version", m->python->text);
+	json_kv_string(j, "build", pylayout_build_name(m->python->build));
+	json_object_end(j);
+	json_kv_string(j, "events", m->events);
+	json_kv_double(j, "duration", m->duration);
+	json_kv_string(j, "ended_by", m->ended_by);
+
+	json_key(j, "leak_candidates");
+	json_array_begin(j);
+	for (size_t i = 0; i < ncands; i++) {
+		const struct profile_site *s = cands[i].site;
+
+		json_object_begin(j);
+		json_kv_string(j, "function", s->function);
+		json_kv_string(j, "file", s->file);
+		json_kv_int(j, "line", s->line);
+		json_kv_double(j, "rate", cands[i].v.rate);
+		json_kv_double(j, "rate_low", cands[i].v.rate_low);
+		json_kv_double(j, "rate_high", cands[i].v.rate_high);
+		json_kv_double(j, "confidence", cands[i].v.confidence);
+		json_kv_double(j, "first_seen", s->first_seen);
+		json_kv_int(j, "bytes", net(s));
+		json_stack(j, s);
+		json_object_end(j);
+	}
+	json_array_end(j);
+	json_kv_double(j, "min_detectable_rate", leaks_min_rate(m->duration));
+
+	json_key(j, "sites");
+	json_array_begin(j);
+	for (size_t i = 0; i < nsites; i++) {
+		const struct profile_site *s = sites[i];
+
+		json_object_begin(j);
+		json_kv_string(j, "function", s->function);
+		json_kv_string(j, "file", s->file);
+		json_kv_int(j, "line", s->line);
+		json_kv_int(j, "bytes", net(s));
+		json_kv_int(j, "grown", s->grown);
+		json_kv_int(j, "released", s->released);
+		json_kv_double(j, "rate", site_rate(s, m->duration));
+		json_kv_uint(j, "samples", s->samples);
+		json_kv_double(j, "first_seen", s->first_seen);
+		json_stack(j, s);
+		json_object_end(j);
+	}
+	json_array_end(j);
+
+	json_key(j, "threads");
+	json_array_begin(j);
+	for (size_t i = 0; i < nthreads; i++) {
+		json_object_begin(j);
+		json_kv_uint(j, "tid", threads[i].tid);
+		json_kv_int(j, "bytes", threads[i].bytes);
+		json_object_end(j);
+	}
+	json_array_end(j);
+
+	json_key(j, "target");
+	json_object_begin(j);
+	json_kv_uint(j, "rss_start", m->rss_start);
+	json_kv_uint(j, "rss_end", m->rss_end);
+	json_kv_int(j, "rss_growth", m->rss_end ? (int64_t)m->rss_end - (int64_t)m->rss_start : 0);
+	json_object_end(j);
+
+	json_key(j, "sampling");
+	json_object_begin(j);
+	json_kv_uint(j, "budget_per_sec", m->budget_per_sec);
+	json_kv_uint(j, "max_depth", m->max_depth);
+	json_kv_bool(j, "budget_exceeded", m->counters[PMS_CNT_BUDGET_SKIPPED] > 0);
+	json_object_end(j);
+
+	json_key(j, "profiler");
+	json_object_begin(j);
+	json_kv_double(j, "cpu_seconds", m->profiler_cpu);
+	json_kv_uint(j, "max_rss", m->profiler_max_rss);
+	json_kv_uint(j, "bpf_map_bytes", m->bpf_map_bytes);
+	json_kv_uint(j, "profile_bytes", m->profile_bytes);
+	json_object_end(j);
+
+	json_key(j, "counters");
+	json_object_begin(j);
+	json_kv_uint(j, "events", m->counters[PMS_CNT_RSS_EVENTS]);
+	json_kv_uint(j, "rss_events", m->counters[PMS_CNT_RSS_EVENTS]);
+	json_kv_uint(j, "growth_events", m->counters[PMS_CNT_GROWTH]);
+	json_kv_uint(j, "shrink_events", m->counters[PMS_CNT_SHRINK]);
+	json_kv_uint(j, "page_faults", m->counters[PMS_CNT_FAULTS]);
+	json_kv_uint(j, "samples", m->counters[PMS_CNT_SAMPLES]);
+	json_kv_uint(j, "budget_skipped", m->counters[PMS_CNT_BUDGET_SKIPPED]);
+	json_kv_uint(j, "dropped", m->counters[PMS_CNT_RINGBUF_FULL]);
+	json_kv_uint(j, "read_errors", m->counters[PMS_CNT_READ_ERRORS]);
+	json_kv_uint(j, "no_thread_state", m->counters[PMS_CNT_NO_TSTATE]);
+	json_kv_uint(j, "truncated", m->counters[PMS_CNT_TRUNCATED]);
+	json_kv_uint(j, "releases", m->counters[PMS_CNT_RELEASES]);
+	json_kv_uint(j, "stacks_lost", t->stacks_lost);
+	json_kv_uint(j, "pages_untracked", t->pages_untracked);
+	json_kv_int(j, "grown", t->grown);
+	json_kv_int(j, "released", t->released);
+	json_kv_int(j, "shrunk", t->shrunk);
+	json_object_end(j);
+	json_object_end(j);
+	json_free(j);
+	return 0;
+}
