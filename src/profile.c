@@ -166,9 +166,13 @@ static void widen_buckets(struct profile *p)
 	for (size_t i = 0; i < p->nsites; i++) {
 		struct site_rec *s = &p->sites[i];
 
-		for (size_t b = 0; b < s->pub.nseries; b++)
+		size_t old = s->pub.nseries;
+
+		for (size_t b = 0; b < old; b++)
 			s->series[b / 2] = (b % 2 ? s->series[b / 2] : 0) + s->series[b];
-		s->pub.nseries = (s->pub.nseries + 1) / 2;
+		s->pub.nseries = (old + 1) / 2;
+		for (size_t b = s->pub.nseries; b < old; b++)
+			s->series[b] = 0;
 	}
 	p->nbuckets = (p->nbuckets + 1) / 2;
 	p->bucket_seconds *= 2;
