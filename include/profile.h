@@ -48,7 +48,8 @@ struct profile_totals {
 	uint64_t pages_untracked; /* growth not tracked by address (cap reached, or no address) */
 };
 
-/* A profile that symbolizes stacks from target t as they arrive. NULL on ENOMEM. */
+/* A profile that symbolizes stacks from target t as they arrive (t may be NULL for a profile
+ * rebuilt from a file: it then takes no kernel events). NULL on ENOMEM. */
 struct profile *profile_new(struct pytarget *t);
 void profile_free(struct profile *p);
 
@@ -63,5 +64,45 @@ const struct profile_totals *profile_totals(const struct profile *p);
 double profile_bucket_seconds(const struct profile *p);
 /* Bytes the profile holds (for the profiler's own-cost figures). */
 size_t profile_memory(const struct profile *p);
+
+/* ---- Deltas: what changed since the last call, for record files written as they go ---- */
+
+/* A site's identity is its index: stable for the life of the profile, starting at 0. */
+struct profile_delta {
+	uint32_t site;
+	int64_t grown;	  /* bytes grown since the last take */
+	int64_t released; /* bytes released since the last take */
+	uint64_t samples;
+};
+
+struct profile_delta_sink {
+	/* a site seen for the first time (called before any delta or stack of it) */
+	int (*site)(void *ctx, uint32_t site, const struct profile_site *s);
+	/* the site's representative stack changed (or is new) */
+	int (*stack)(void *ctx, uint32_t site, const struct profile_frame *frames, size_t n);
+	/* the site grew or released something since the last take */
+	int (*delta)(void *ctx, const struct profile_delta *d);
+	/* a thread's bytes since the last take */
+	int (*thread)(void *ctx, uint32_t tid, int64_t bytes);
+	void *ctx;
+};
+
+/* Reports everything that changed since the previous call, in that order: new sites, new
+ * stacks, deltas, threads. Returns 0 or the first non-zero value a callback returned. */
+int profile_take_deltas(struct profile *p, const struct profile_delta_sink *sink);
+
+/* ---- Rebuilding a profile from a record file (no target: p = profile_new(NULL)) ---- */
+
+/* Defines site `id` (ids must come in order: 0, 1, 2...). 0, -EINVAL, -ENOMEM. */
+int profile_define_site(struct profile *p, uint32_t id, const char *function, const char *file,
+			int line, double first_seen);
+/* Sets the representative stack of a defined site (strings are copied). */
+int profile_set_stack(struct profile *p, uint32_t id, const struct profile_frame *frames, size_t n);
+/* Adds a delta to a defined site at time `at` (seconds since the start). */
+int profile_add_delta(struct profile *p, const struct profile_delta *d, double at);
+/* Adds bytes to a thread. */
+int profile_add_thread(struct profile *p, uint32_t tid, int64_t bytes);
+/* Replaces the totals (as recorded). */
+void profile_set_totals(struct profile *p, const struct profile_totals *t);
 
 #endif

@@ -19,6 +19,11 @@ struct site_rec {
 	int64_t *series;
 	size_t series_cap;
 	int64_t best_stack_bytes;
+	/* what profile_take_deltas reported already */
+	bool announced;
+	const struct profile_frame *stack_announced;
+	int64_t grown_taken, released_taken;
+	uint64_t samples_taken;
 };
 
 struct stack_rec {
@@ -42,6 +47,7 @@ struct profile {
 	size_t nstacks, stacks_cap;
 	struct u64map *pages; /* page address -> site << 32 | pages */
 	struct u64map *thread_index;
+	struct u64map *thread_taken; /* tid -> bytes reported by profile_take_deltas */
 	struct profile_thread *threads;
 	size_t nthreads;
 	double bucket_seconds;
@@ -86,15 +92,16 @@ struct profile *profile_new(struct pytarget *t)
 		return NULL;
 	p->target = t;
 	p->bucket_seconds = 1.0;
-	p->codes = pycode_cache_new(t, 0);
+	p->codes = t ? pycode_cache_new(t, 0) : NULL;
 	p->strings = u64map_new(1024);
 	p->site_index = u64map_new(1024);
 	p->stack_index = u64map_new(1024);
 	p->pages = u64map_new(4096);
 	p->thread_index = u64map_new(64);
+	p->thread_taken = u64map_new(64);
 	p->threads = calloc(PROFILE_MAX_THREADS, sizeof(*p->threads));
-	if (!p->codes || !p->strings || !p->site_index || !p->stack_index || !p->pages ||
-	    !p->thread_index || !p->threads) {
+	if ((t && !p->codes) || !p->thread_taken || !p->strings || !p->site_index ||
+	    !p->stack_index || !p->pages || !p->thread_index || !p->threads) {
 		profile_free(p);
 		return NULL;
 	}
@@ -120,6 +127,7 @@ void profile_free(struct profile *p)
 	u64map_free(p->stack_index);
 	u64map_free(p->pages);
 	u64map_free(p->thread_index);
+	u64map_free(p->thread_taken);
 	free(p->threads);
 	free(p->sorted);
 	free(p);
@@ -214,7 +222,7 @@ static void symbolize(struct profile *p, const struct pms_frame *in, struct prof
 {
 	const struct pycode_info *info;
 
-	if (pycode_lookup(p->codes, in->code, &info) == 0) {
+	if (p->codes && pycode_lookup(p->codes, in->code, &info) == 0) {
 		out->function = intern(p, info->function);
 		out->file = intern(p, info->file);
 		out->line = pycode_line(p->codes, in->code, in->offset);
@@ -391,6 +399,8 @@ static void add_release(struct profile *p, const struct pms_event *ev, double at
 
 int profile_add_event(struct profile *p, const struct pms_event *ev, size_t size, double at)
 {
+	if (!p->target)
+		return -EINVAL; /* a rebuilt profile has no target to symbolize against */
 	switch (ev->kind) {
 	case PMS_EV_GROWTH:
 		return ev->bytes > 0 ? add_growth(p, ev, size, at) : 0;
@@ -475,4 +485,146 @@ size_t profile_memory(const struct profile *p)
 	for (size_t i = 0; i < p->nstacks; i++)
 		total += p->stacks[i].nframes * sizeof(struct profile_frame);
 	return total;
+}
+
+int profile_take_deltas(struct profile *p, const struct profile_delta_sink *sink)
+{
+	int ret;
+
+	for (size_t i = 0; i < p->nsites; i++) {
+		struct site_rec *s = &p->sites[i];
+
+		if (s->announced)
+			continue;
+		s->announced = true;
+		if (sink->site && (ret = sink->site(sink->ctx, (uint32_t)i, &s->pub)))
+			return ret;
+	}
+	for (size_t i = 0; i < p->nsites; i++) {
+		struct site_rec *s = &p->sites[i];
+
+		if (s->pub.stack == s->stack_announced)
+			continue;
+		s->stack_announced = s->pub.stack;
+		if (sink->stack &&
+		    (ret = sink->stack(sink->ctx, (uint32_t)i, s->pub.stack, s->pub.stack_len)))
+			return ret;
+	}
+	for (size_t i = 0; i < p->nsites; i++) {
+		struct site_rec *s = &p->sites[i];
+		struct profile_delta d = {
+		    .site = (uint32_t)i,
+		    .grown = s->pub.grown - s->grown_taken,
+		    .released = s->pub.released - s->released_taken,
+		    .samples = s->pub.samples - s->samples_taken,
+		};
+
+		if (!d.grown && !d.released && !d.samples)
+			continue;
+		s->grown_taken = s->pub.grown;
+		s->released_taken = s->pub.released;
+		s->samples_taken = s->pub.samples;
+		if (sink->delta && (ret = sink->delta(sink->ctx, &d)))
+			return ret;
+	}
+	for (size_t i = 0; i < p->nthreads; i++) {
+		uint64_t taken = 0;
+		int64_t delta;
+
+		u64map_get(p->thread_taken, p->threads[i].tid, &taken);
+		delta = p->threads[i].bytes - (int64_t)taken;
+		if (!delta)
+			continue;
+		if (u64map_put(p->thread_taken, p->threads[i].tid, (uint64_t)p->threads[i].bytes))
+			return -ENOMEM;
+		if (sink->thread && (ret = sink->thread(sink->ctx, p->threads[i].tid, delta)))
+			return ret;
+	}
+	return 0;
+}
+
+int profile_define_site(struct profile *p, uint32_t id, const char *function, const char *file,
+			int line, double first_seen)
+{
+	const char *fn = intern(p, function), *fl = intern(p, file);
+	size_t site;
+
+	if (!fn || !fl)
+		return -ENOMEM;
+	if (id != p->nsites)
+		return -EINVAL;
+	site = site_for(p, fn, fl, line, first_seen);
+	if (site == SIZE_MAX)
+		return -ENOMEM;
+	if (site != id)
+		return -EINVAL; /* the same site defined twice */
+	p->sites[site].announced = true;
+	return 0;
+}
+
+int profile_set_stack(struct profile *p, uint32_t id, const struct profile_frame *frames, size_t n)
+{
+	struct stack_rec *st;
+
+	if (id >= p->nsites || n == 0 || n > PMS_MAX_DEPTH)
+		return -EINVAL;
+	if (p->nstacks == PROFILE_MAX_STACKS)
+		return -ENOMEM;
+	if (p->nstacks == p->stacks_cap) {
+		size_t cap = p->stacks_cap ? 2 * p->stacks_cap : 64;
+		struct stack_rec *r = realloc(p->stacks, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		p->stacks = r;
+		p->stacks_cap = cap;
+	}
+	st = &p->stacks[p->nstacks];
+	memset(st, 0, sizeof(*st));
+	st->frames = calloc(n, sizeof(*st->frames));
+	if (!st->frames)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		st->frames[i].function = intern(p, frames[i].function ? frames[i].function : "?");
+		st->frames[i].file = intern(p, frames[i].file ? frames[i].file : "?");
+		st->frames[i].line = frames[i].line;
+		if (!st->frames[i].function || !st->frames[i].file) {
+			free(st->frames);
+			return -ENOMEM;
+		}
+	}
+	st->nframes = n;
+	st->site = id;
+	p->nstacks++;
+	p->sites[id].pub.stack = st->frames;
+	p->sites[id].pub.stack_len = n;
+	p->sites[id].stack_announced = st->frames;
+	return 0;
+}
+
+int profile_add_delta(struct profile *p, const struct profile_delta *d, double at)
+{
+	struct site_rec *s;
+
+	if (d->site >= p->nsites)
+		return -EINVAL;
+	s = &p->sites[d->site];
+	s->pub.grown += d->grown;
+	s->pub.released += d->released;
+	s->pub.samples += d->samples;
+	s->grown_taken = s->pub.grown;
+	s->released_taken = s->pub.released;
+	s->samples_taken = s->pub.samples;
+	return series_add(p, d->site, at, d->grown - d->released);
+}
+
+int profile_add_thread(struct profile *p, uint32_t tid, int64_t bytes)
+{
+	charge_thread(p, tid, bytes);
+	return 0;
+}
+
+void profile_set_totals(struct profile *p, const struct profile_totals *t)
+{
+	p->totals = *t;
 }

@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -24,12 +25,16 @@ static void start(void)
 	child = fork();
 	if (child == 0) {
 		dup2(fds[1], 1);
-		execl(exe, exe, "-c", "import sys,time; print('ready', flush=True); time.sleep(60)",
+		execl(exe, exe, "-c",
+		      "import sys,time; sys.stdout.write('ready\\n'); sys.stdout.flush(); "
+		      "time.sleep(60)",
 		      (char *)NULL);
 		_exit(127);
 	}
 	close(fds[1]);
-	cr_assert_eq(read(fds[0], buf, sizeof(buf)), 6);
+	ssize_t got = read(fds[0], buf, sizeof(buf));
+
+	cr_assert_eq(got, 6, "read %zd (errno %d)", got, errno);
 	close(fds[0]);
 	cr_assert_eq(pytarget_open(child, &target, &err), 0, "%s", err.msg);
 }

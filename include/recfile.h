@@ -1,0 +1,85 @@
+/* Record files: what `record -o FILE` writes as it goes and `report FILE` reads back, on
+ * another machine and without the target. The format is specified in man/pymemspy-record.5:
+ * a header, then self-delimiting records each with a CRC-32, so that a file cut anywhere (the
+ * recorder killed, the disk full) still reads up to its last whole record. */
+#ifndef PMS_RECFILE_H
+#define PMS_RECFILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "errors.h"
+#include "profile.h"
+#include "pymemspy.h"
+
+#define RECFILE_MAGIC	"PYMEMSPY"
+#define RECFILE_VERSION 1
+
+/* What a recording is of, written once at the start. */
+struct recfile_meta {
+	int32_t pid;
+	char comm[64];
+	char python_version[32]; /* "3.12.1" */
+	char python_build[16];	 /* "release", "debug", "free-threaded" */
+	char events[16];	 /* "growth" */
+	char host[128];		 /* uname: machine, kernel */
+	double start_time;	 /* wall clock, seconds since the epoch */
+	uint64_t rss_start;
+	uint32_t budget_per_sec;
+	uint32_t max_depth;
+};
+
+/* How it ended, written once at the end (absent from a file cut short). */
+struct recfile_end {
+	double duration;
+	char ended_by[32];
+	uint64_t rss_end;
+	double profiler_cpu;
+	uint64_t profiler_max_rss;
+	uint64_t bpf_map_bytes;
+	uint64_t profile_bytes;
+};
+
+struct recfile_writer;
+
+/* Creates path with mode 0600, never following a symlink, and refusing to replace an existing
+ * file unless force (then replaced only if it is a regular file). Writes the header. */
+int recfile_create(const char *path, bool force, struct recfile_writer **out,
+		   struct pms_error *err);
+int recfile_write_meta(struct recfile_writer *w, const struct recfile_meta *m);
+/* One tick (about a second): everything the profile took as deltas since the last tick (call
+ * profile_take_deltas with recfile_sink(w)), then the counters and the target's RSS at `at`. */
+const struct profile_delta_sink *recfile_sink(struct recfile_writer *w);
+int recfile_write_tick(struct recfile_writer *w, double at, uint64_t rss,
+		       const uint64_t counters[PMS_CNT_MAX], const struct profile_totals *totals);
+int recfile_write_end(struct recfile_writer *w, const struct recfile_end *e);
+/* Pushes what is written to the kernel (and to the disk with fdatasync every few seconds). After
+ * an error (ENOSPC...), every later call returns the same error and writes nothing. */
+int recfile_flush(struct recfile_writer *w);
+/* Bytes written so far. */
+uint64_t recfile_size(const struct recfile_writer *w);
+int recfile_close(struct recfile_writer *w);
+
+/* What a file held. */
+struct recfile_contents {
+	struct recfile_meta meta;
+	bool has_end;
+	struct recfile_end end;
+	bool truncated;	      /* the file ends inside a record, or a record's CRC is wrong */
+	uint64_t valid_bytes; /* where the last whole record ends */
+	double last_tick;     /* time of the last tick read */
+	uint64_t counters[PMS_CNT_MAX];
+	uint64_t rss_last;	 /* RSS at the last tick */
+	struct profile *profile; /* rebuilt; owned by the caller (profile_free) */
+};
+
+/* Reads path. -ENOENT, -EACCES, -PMS_EBADFILE (not a record file, another version, or no
+ * whole header/meta) with a message in err. A truncated file is not an error: it reads what
+ * it holds and sets truncated. */
+int recfile_read(const char *path, struct recfile_contents *out, struct pms_error *err);
+/* The same from memory (for the fuzz target). */
+int recfile_read_buffer(const uint8_t *data, size_t len, struct recfile_contents *out,
+			struct pms_error *err);
+
+#endif
