@@ -83,6 +83,14 @@ struct {
 	__type(value, __s64);
 } carry SEC(".maps");
 
+/* The last stack walked per thread: carried bytes go there when the thread exits. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} last_stack SEC(".maps");
+
 struct budget_window {
 	__u64 start_ns;
 	__u64 walks;
@@ -291,20 +299,14 @@ static __always_inline __u64 first_frame(__u64 tstate, bool *ok)
 }
 
 /* Fills ev->frames and ev->stack_id with the Python stack of the current thread. */
-static __always_inline void walk_python(struct pms_event *ev, __u32 tid)
+static __always_inline void walk_python(struct pms_event *ev, __u32 tid, __u64 tstate)
 {
 	struct frame_walk w = {.ev = ev, .hash = 0xcbf29ce484222325ULL};
-	__u64 tstate = find_tstate(tid);
 	bool ok = true;
 	__u8 one = 1;
 
 	ev->nframes = 0;
 	ev->stack_id = 0;
-	if (!tstate) {
-		ev->flags |= PMS_EVF_NO_TSTATE;
-		count(PMS_CNT_NO_TSTATE);
-		return;
-	}
 	w.frame = first_frame(tstate, &ok);
 	/* twice the depth: skipped shim frames take turns too, and a cycle still ends */
 	bpf_loop(2 * PMS_MAX_DEPTH, walk_frame, &w, 0);
@@ -316,6 +318,7 @@ static __always_inline void walk_python(struct pms_event *ev, __u32 tid)
 	}
 	ev->nframes = w.n;
 	ev->stack_id = w.n ? (w.hash ? w.hash : 1) : 0;
+	bpf_map_update_elem(&last_stack, &tid, &ev->stack_id, BPF_ANY);
 	if (ev->stack_id &&
 	    bpf_map_update_elem(&seen_stacks, &ev->stack_id, &one, BPF_NOEXIST) == 0)
 		ev->flags |= PMS_EVF_STACK_INLINE;
@@ -369,6 +372,7 @@ static __always_inline struct pms_event *new_event(__u16 kind, __u32 tid)
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->addr = 0;
 	ev->len = 0;
+	ev->addr2 = 0;
 	ev->bytes = 0;
 	ev->stack_id = 0;
 	ev->tid = tid;
@@ -431,7 +435,7 @@ int pms_rss_stat(struct rss_stat_record *ctx)
 	struct pending_fault *f;
 	struct pms_event *ev;
 	__s64 *last, old, delta, *carried;
-	__u64 now;
+	__u64 now, tstate;
 
 	/* only changes the target makes itself: not reclaim, not our own remote reads */
 	if (!ctx->curr || !is_target() || member >= 4 || member == MM_SWAPENTS)
@@ -458,7 +462,9 @@ int pms_rss_stat(struct rss_stat_record *ctx)
 		return 0;
 	}
 	count(PMS_CNT_GROWTH);
-	if (!within_budget(now)) {
+	tstate = find_tstate(tid);
+	/* no Python thread state: nothing to walk, so no budget to spend */
+	if (tstate && !within_budget(now) && bpf_map_lookup_elem(&last_stack, &tid)) {
 		__s64 zero = 0;
 
 		count(PMS_CNT_BUDGET_SKIPPED);
@@ -475,10 +481,8 @@ int pms_rss_stat(struct rss_stat_record *ctx)
 	if (!ev)
 		return 0;
 	carried = bpf_map_lookup_elem(&carry, &tid);
-	if (carried && *carried) {
-		delta += *carried;
-		*carried = 0;
-	}
+	if (carried && *carried)
+		delta += __sync_lock_test_and_set(carried, 0);
 	ev->bytes = delta;
 	ev->member = (__u8)member;
 	f = bpf_map_lookup_elem(&faults, &tid);
@@ -489,8 +493,42 @@ int pms_rss_stat(struct rss_stat_record *ctx)
 	} else {
 		ev->flags |= PMS_EVF_NO_FAULT;
 	}
-	count(PMS_CNT_SAMPLES);
-	walk_python(ev, tid);
+	if (tstate) {
+		count(PMS_CNT_SAMPLES);
+		walk_python(ev, tid, tstate);
+	} else {
+		ev->flags |= PMS_EVF_NO_TSTATE;
+		count(PMS_CNT_NO_TSTATE);
+	}
+	send(ev);
+	return 0;
+}
+
+/* A thread that exits with growth still carried: charge it to its last stack. */
+SEC("tp/sched/sched_process_exit")
+int pms_thread_exit(void *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pms_event *ev;
+	__s64 *carried, bytes;
+	__u64 *stack;
+
+	if (!is_target())
+		return 0;
+	carried = bpf_map_lookup_elem(&carry, &tid);
+	if (!carried)
+		return 0;
+	bytes = __sync_lock_test_and_set(carried, 0);
+	bpf_map_delete_elem(&carry, &tid);
+	stack = bpf_map_lookup_elem(&last_stack, &tid);
+	if (bytes <= 0 || !stack)
+		return 0;
+	ev = new_event(PMS_EV_GROWTH, tid);
+	if (!ev)
+		return 0;
+	ev->bytes = bytes;
+	ev->stack_id = *stack;
+	ev->flags = PMS_EVF_NO_FAULT;
 	send(ev);
 	return 0;
 }
@@ -508,6 +546,23 @@ static __always_inline int released(__u64 addr, __u64 len, __u32 cause)
 	ev->addr = addr;
 	ev->len = len;
 	ev->cause = cause;
+	send(ev);
+	return 0;
+}
+
+static __always_inline int moved(__u64 from, __u64 to, __u64 len)
+{
+	struct pms_event *ev;
+
+	if (!len)
+		return 0;
+	ev = new_event(PMS_EV_MOVE, (__u32)bpf_get_current_pid_tgid());
+	if (!ev)
+		return 0;
+	ev->addr = from;
+	ev->addr2 = to;
+	ev->len = len;
+	ev->cause = PMS_REL_MREMAP;
 	send(ev);
 	return 0;
 }
@@ -589,11 +644,10 @@ static __always_inline int syscall_exit(struct syscall_exit_record *ctx)
 	case PMS_REL_MREMAP:
 		if (ret < 0)
 			return 0;
-		/* moved: the old range is gone (its pages live on at the new address, which we
-		 * cannot follow page by page); shrunk in place: the tail is gone */
-		if ((__u64)ret != a0)
-			return released(a0, a1, cause);
-		return a2 < a1 ? released(a0 + a2, a1 - a2, cause) : 0;
+		/* shrunk: the tail is gone; moved: the pages live on at the new address */
+		if (a2 < a1)
+			released(a0 + a2, a1 - a2, cause);
+		return (__u64)ret != a0 ? moved(a0, (__u64)ret, a2 < a1 ? a2 : a1) : 0;
 	}
 	return 0;
 }

@@ -50,6 +50,7 @@ enum pms_event_kind {
 	PMS_EV_GROWTH = 1,  /* resident memory grew in the target's context: bytes > 0 */
 	PMS_EV_SHRINK = 2,  /* resident memory shrank in the target's context: bytes < 0 */
 	PMS_EV_RELEASE = 3, /* the target released [addr, addr+len): munmap, madvise, brk, mremap */
+	PMS_EV_MOVE = 4,    /* mremap moved [addr, addr+len) to addr2: its pages stay resident */
 };
 
 enum pms_event_flags {
@@ -77,7 +78,8 @@ struct pms_frame {
 struct pms_event {
 	__u64 ts_ns;	/* bpf_ktime_get_ns() */
 	__u64 addr;	/* fault address (GROWTH) or range start (RELEASE) */
-	__u64 len;	/* range length (RELEASE) */
+	__u64 len;	/* range length (RELEASE, MOVE) */
+	__u64 addr2;	/* new start (MOVE) */
 	__s64 bytes;	/* resident bytes this event adds (or removes), incl. sampled-out carry */
 	__u64 stack_id; /* hash of the frames; 0: no Python stack */
 	__u32 tid;

@@ -397,6 +397,30 @@ static void add_release(struct profile *p, const struct pms_event *ev, double at
 	free(c.hits);
 }
 
+/* mremap moved a range: the pages it held keep their sites at their new addresses. */
+static void add_move(struct profile *p, const struct pms_event *ev)
+{
+	uint64_t start = ev->addr & ~(uint64_t)(PAGE_SIZE_BYTES - 1), end = ev->addr + ev->len;
+	struct release_ctx c = {p, start, end, 0, NULL, 0};
+	uint64_t *values;
+
+	if (end <= start || u64map_count(p->pages) == 0)
+		return;
+	c.hits = malloc(u64map_count(p->pages) * sizeof(*c.hits));
+	values = malloc(u64map_count(p->pages) * sizeof(*values));
+	if (!c.hits || !values)
+		goto out;
+	u64map_each(p->pages, collect_in_range, &c);
+	/* all out first: the new range may overlap the old one */
+	for (size_t i = 0; i < c.nhits; i++)
+		u64map_del(p->pages, c.hits[i], &values[i]);
+	for (size_t i = 0; i < c.nhits; i++)
+		u64map_put(p->pages, ev->addr2 + (c.hits[i] - start), values[i]);
+out:
+	free(c.hits);
+	free(values);
+}
+
 int profile_add_event(struct profile *p, const struct pms_event *ev, size_t size, double at)
 {
 	if (!p->target)
@@ -409,6 +433,9 @@ int profile_add_event(struct profile *p, const struct pms_event *ev, size_t size
 		return 0;
 	case PMS_EV_RELEASE:
 		add_release(p, ev, at);
+		return 0;
+	case PMS_EV_MOVE:
+		add_move(p, ev);
 		return 0;
 	default:
 		return 0;

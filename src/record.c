@@ -48,7 +48,9 @@ static uint64_t monotonic_ns(void)
 static int on_event(const struct pms_event *ev, size_t size, void *ctx)
 {
 	struct recording *r = ctx;
-	double at = ev->ts_ns > r->start_ns ? (double)(ev->ts_ns - r->start_ns) / 1e9 : 0;
+	/* events made up in user space (held-back growth) carry no time: they happen now */
+	uint64_t ts = ev->ts_ns ? ev->ts_ns : monotonic_ns();
+	double at = ts > r->start_ns ? (double)(ts - r->start_ns) / 1e9 : 0;
 	int ret = profile_add_event(r->profile, ev, size, at);
 
 	if (ret && !r->error)
@@ -246,6 +248,7 @@ int cmd_record(int argc, char **argv)
 	/* what is already in the ring buffer belongs to the window */
 	while (sampler_poll(r.sampler, 0) > 0)
 		;
+	sampler_flush_carry(r.sampler);
 	elapsed = (double)(monotonic_ns() - r.start_ns) / 1e9;
 	if (!quiet)
 		status_line(&r, elapsed, true);

@@ -46,8 +46,6 @@ static size_t find_candidates(struct profile *p, struct candidate *out, size_t m
 	for (size_t i = 0; i < n && sites; i++) {
 		struct leak_verdict v;
 
-		if (sites[i]->stack_len == 0)
-			continue; /* no Python site to point at */
 		leaks_judge(sites[i]->series, sites[i]->nseries, profile_bucket_seconds(p), &v);
 		if (!v.candidate)
 			continue;
@@ -265,8 +263,17 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	json_key(j, "target");
 	json_object_begin(j);
 	json_kv_uint(j, "rss_start", m->rss_start);
-	json_kv_uint(j, "rss_end", m->rss_end);
-	json_kv_int(j, "rss_growth", m->rss_end ? (int64_t)m->rss_end - (int64_t)m->rss_start : 0);
+	/* unknown once the target has exited: null rather than a made-up number */
+	json_key(j, "rss_end");
+	if (m->rss_end)
+		json_uint(j, m->rss_end);
+	else
+		json_null(j);
+	json_key(j, "rss_growth");
+	if (m->rss_end)
+		json_int(j, (int64_t)m->rss_end - (int64_t)m->rss_start);
+	else
+		json_null(j);
 	json_object_end(j);
 
 	json_key(j, "sampling");
