@@ -29,7 +29,7 @@ ARCH     := x86
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers \
             -Iinclude -Ibpf -I$(BUILD) -MMD -MP
-LDLIBS   += -lbpf -lelf -lz -lm
+LDLIBS   += -lbpf -lelf -lz -lm -lncursesw
 ifneq ($(SAN),)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined

@@ -16,6 +16,9 @@
 #define RECFILE_MAGIC	"PYMEMSPY"
 #define RECFILE_VERSION 1
 
+/* Strings longer than this are cut when written (paths are at most PATH_MAX). */
+#define RECFILE_MAX_STRING 4096
+
 /* What a recording is of, written once at the start. */
 struct recfile_meta {
 	int32_t pid;
@@ -43,22 +46,38 @@ struct recfile_end {
 
 struct recfile_writer;
 
+/* Zeroes m and fills what the recorder's host knows: host (machine, kernel) and start_time
+ * (now). The recorder fills the rest. */
+void recfile_meta_init(struct recfile_meta *m);
+
 /* Creates path with mode 0600, never following a symlink, and refusing to replace an existing
  * file unless force (then replaced only if it is a regular file). Writes the header. */
 int recfile_create(const char *path, bool force, struct recfile_writer **out,
 		   struct pms_error *err);
+/* Writes the metadata record (once, before anything else) and pushes it to the kernel, so that
+ * the file is a readable recording from then on. */
 int recfile_write_meta(struct recfile_writer *w, const struct recfile_meta *m);
 /* One tick (about a second): everything the profile took as deltas since the last tick (call
- * profile_take_deltas with recfile_sink(w)), then the counters and the target's RSS at `at`. */
+ * profile_take_deltas with recfile_sink(w)), then the counters and the target's RSS at `at`.
+ * The sink's callbacks return 0 even when writing failed: the error comes from
+ * recfile_write_tick, recfile_flush and recfile_error. */
 const struct profile_delta_sink *recfile_sink(struct recfile_writer *w);
+/* `at` is in seconds since the start, not before the previous tick's; counters and totals are
+ * cumulative. 0, or the writer's error (see recfile_flush). */
 int recfile_write_tick(struct recfile_writer *w, double at, uint64_t rss,
 		       const uint64_t counters[PMS_CNT_MAX], const struct profile_totals *totals);
+/* The last record: how the recording ended. Call recfile_close after it. */
 int recfile_write_end(struct recfile_writer *w, const struct recfile_end *e);
 /* Pushes what is written to the kernel (and to the disk with fdatasync every few seconds). After
  * an error (ENOSPC...), every later call returns the same error and writes nothing. */
 int recfile_flush(struct recfile_writer *w);
-/* Bytes written so far. */
+/* The writer's first error (-ENOSPC, -EIO, -ENOMEM...), or 0. The file keeps every record
+ * written whole before it. */
+int recfile_error(const struct recfile_writer *w);
+/* Bytes written so far (in the file and buffered). */
 uint64_t recfile_size(const struct recfile_writer *w);
+/* Pushes what is buffered, syncs, closes and frees w (NULL is fine). 0, or the first error
+ * the writer met, earlier ones included. */
 int recfile_close(struct recfile_writer *w);
 
 /* What a file held. */
@@ -67,12 +86,16 @@ struct recfile_contents {
 	bool has_end;
 	struct recfile_end end;
 	bool truncated;	      /* the file ends inside a record, or a record's CRC is wrong */
+	bool corrupt;	      /* of those: a whole record was damaged (not just cut) */
 	uint64_t valid_bytes; /* where the last whole record ends */
 	double last_tick;     /* time of the last tick read */
 	uint64_t counters[PMS_CNT_MAX];
 	uint64_t rss_last;	 /* RSS at the last tick */
 	struct profile *profile; /* rebuilt; owned by the caller (profile_free) */
 };
+
+/* Frees what recfile_read left in c (the profile) and clears it. */
+void recfile_contents_free(struct recfile_contents *c);
 
 /* Reads path. -ENOENT, -EACCES, -PMS_EBADFILE (not a record file, another version, or no
  * whole header/meta) with a message in err. A truncated file is not an error: it reads what
