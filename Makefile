@@ -1,7 +1,8 @@
 # pymemspy build. Outputs go under $(BUILD); `make V=1` shows the commands.
 #   make            build ./pymemspy
 #   make deps       install the Debian packages the build and tests need (root), or print the line
-#   make check      deps, build, unit + end-to-end tests, then again under ASan/UBSan
+#   make check      deps, build, unit + end-to-end tests, again under ASan/UBSan, then the
+#                   record-file reader's fuzz target for 30 s
 #   make demo       profile the bundled example service
 #   make install    PREFIX=/usr/local DESTDIR=
 
@@ -99,6 +100,7 @@ unit: $(BUILD)/unit-tests
 e2e: $(BIN)
 	$(Q)tools/host-setup.sh
 	$(Q)PMS_BIN=$(abspath $(BIN)) python3 tests/e2e/run.py $(E2E_ARGS)
+	$(Q)PMS_BIN=$(abspath $(BIN)) python3 tests/e2e/top.py
 
 test: unit e2e
 
@@ -114,6 +116,7 @@ check: deps
 	$(Q)$(MAKE) --no-print-directory format-check
 	$(Q)$(MAKE) --no-print-directory test
 	$(Q)$(MAKE) --no-print-directory sanitize
+	$(Q)tools/fuzz.sh 30
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -127,7 +130,7 @@ layouts:
 bench: all
 	$(Q)@echo "benchmarks land with the record issue"
 
-FORMAT_FILES = $(filter-out src/pylayout_table.c,$(wildcard src/*.c include/*.h bpf/*.c bpf/*.h tests/unit/*.c))
+FORMAT_FILES = $(filter-out src/pylayout_table.c,$(wildcard src/*.c include/*.h bpf/*.c bpf/*.h tests/unit/*.c tests/fuzz/*.c))
 format:
 	$(Q)clang-format -i $(FORMAT_FILES)
 
@@ -136,9 +139,11 @@ format-check:
 	$(Q)clang-format --dry-run --Werror $(FORMAT_FILES)
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/pymemspy
 	install -m 0644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 
 clean:
 	rm -rf build pymemspy

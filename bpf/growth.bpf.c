@@ -75,25 +75,14 @@ struct {
 	__type(value, __u8);
 } seen_stacks SEC(".maps");
 
-/* Bytes of growth not walked because of the budget, per thread, charged with its next sample. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __s64);
-} carry SEC(".maps");
-
-/* The last stack walked per thread: carried bytes go there when the thread exits. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u64);
-} last_stack SEC(".maps");
-
+/* The budget, in 100 ms windows: each window samples growth events 1 in 2^shift, the shift
+ * chosen from how many events the previous window saw, and charges a sampled one 2^shift times
+ * its bytes, so that estimates stay unbiased (Horvitz-Thompson) while walks stay bounded. */
 struct budget_window {
 	__u64 start_ns;
+	__u64 events;
 	__u64 walks;
+	__u64 shift;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -318,7 +307,6 @@ static __always_inline void walk_python(struct pms_event *ev, __u32 tid, __u64 t
 	}
 	ev->nframes = w.n;
 	ev->stack_id = w.n ? (w.hash ? w.hash : 1) : 0;
-	bpf_map_update_elem(&last_stack, &tid, &ev->stack_id, BPF_ANY);
 	if (ev->stack_id &&
 	    bpf_map_update_elem(&seen_stacks, &ev->stack_id, &one, BPF_NOEXIST) == 0)
 		ev->flags |= PMS_EVF_STACK_INLINE;
@@ -326,22 +314,38 @@ static __always_inline void walk_python(struct pms_event *ev, __u32 tid, __u64 t
 
 /* ---- the budget ---- */
 
-static __always_inline bool within_budget(__u64 now)
+/* The sampling shift for a growth event (its weight is 1 << shift), or -1 when it is not
+ * sampled. */
+static __always_inline int budget_sample(__u64 now)
 {
+	__u64 per_window = cfg.budget_per_sec / 10 + 1, events, shift = 0;
 	__u32 zero = 0;
 	struct budget_window *b;
 
 	if (!cfg.budget_per_sec)
-		return true;
+		return 0;
 	b = bpf_map_lookup_elem(&budget, &zero);
 	if (!b)
-		return true;
-	/* 100 ms windows: a burst spends at most a tenth of the second's budget at once */
+		return 0;
 	if (now - b->start_ns > 100000000ULL) {
+		events = b->events;
+		while (shift < 20 && (events >> shift) > per_window)
+			shift++;
+		b->shift = shift;
 		b->start_ns = now;
+		b->events = 0;
 		b->walks = 0;
 	}
-	return __sync_fetch_and_add(&b->walks, 1) < cfg.budget_per_sec / 10 + 1;
+	__sync_fetch_and_add(&b->events, 1);
+	shift = b->shift & 31;
+	if (shift && (bpf_get_prandom_u32() & ((1U << shift) - 1)))
+		return -1;
+	/* a burst far beyond what the last window predicted: drop, and say so */
+	if (__sync_fetch_and_add(&b->walks, 1) >= 4 * per_window) {
+		count(PMS_CNT_BUDGET_OVERFLOW);
+		return -1;
+	}
+	return (int)shift;
 }
 
 static __always_inline void send(struct pms_event *ev)
@@ -434,8 +438,9 @@ int pms_rss_stat(struct rss_stat_record *ctx)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), member = (__u32)ctx->member;
 	struct pending_fault *f;
 	struct pms_event *ev;
-	__s64 *last, old, delta, *carried;
+	__s64 *last, old, delta;
 	__u64 now, tstate;
+	int shift;
 
 	/* only changes the target makes itself: not reclaim, not our own remote reads */
 	if (!ctx->curr || !is_target() || member >= 4 || member == MM_SWAPENTS)
@@ -464,25 +469,17 @@ int pms_rss_stat(struct rss_stat_record *ctx)
 	count(PMS_CNT_GROWTH);
 	tstate = find_tstate(tid);
 	/* no Python thread state: nothing to walk, so no budget to spend */
-	if (tstate && !within_budget(now) && bpf_map_lookup_elem(&last_stack, &tid)) {
-		__s64 zero = 0;
-
-		count(PMS_CNT_BUDGET_SKIPPED);
-		carried = bpf_map_lookup_elem(&carry, &tid);
-		if (!carried) {
-			bpf_map_update_elem(&carry, &tid, &zero, BPF_NOEXIST);
-			carried = bpf_map_lookup_elem(&carry, &tid);
+	if (tstate) {
+		shift = budget_sample(now);
+		if (shift < 0) {
+			count(PMS_CNT_BUDGET_SKIPPED);
+			return 0;
 		}
-		if (carried)
-			__sync_fetch_and_add(carried, delta);
-		return 0;
+		delta <<= shift;
 	}
 	ev = new_event(PMS_EV_GROWTH, tid);
 	if (!ev)
 		return 0;
-	carried = bpf_map_lookup_elem(&carry, &tid);
-	if (carried && *carried)
-		delta += __sync_lock_test_and_set(carried, 0);
 	ev->bytes = delta;
 	ev->member = (__u8)member;
 	f = bpf_map_lookup_elem(&faults, &tid);
@@ -500,35 +497,6 @@ int pms_rss_stat(struct rss_stat_record *ctx)
 		ev->flags |= PMS_EVF_NO_TSTATE;
 		count(PMS_CNT_NO_TSTATE);
 	}
-	send(ev);
-	return 0;
-}
-
-/* A thread that exits with growth still carried: charge it to its last stack. */
-SEC("tp/sched/sched_process_exit")
-int pms_thread_exit(void *ctx)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct pms_event *ev;
-	__s64 *carried, bytes;
-	__u64 *stack;
-
-	if (!is_target())
-		return 0;
-	carried = bpf_map_lookup_elem(&carry, &tid);
-	if (!carried)
-		return 0;
-	bytes = __sync_lock_test_and_set(carried, 0);
-	bpf_map_delete_elem(&carry, &tid);
-	stack = bpf_map_lookup_elem(&last_stack, &tid);
-	if (bytes <= 0 || !stack)
-		return 0;
-	ev = new_event(PMS_EV_GROWTH, tid);
-	if (!ev)
-		return 0;
-	ev->bytes = bytes;
-	ev->stack_id = *stack;
-	ev->flags = PMS_EVF_NO_FAULT;
 	send(ev);
 	return 0;
 }

@@ -76,11 +76,12 @@ struct pms_frame {
 };
 
 struct pms_event {
-	__u64 ts_ns;	/* bpf_ktime_get_ns() */
-	__u64 addr;	/* fault address (GROWTH) or range start (RELEASE) */
-	__u64 len;	/* range length (RELEASE, MOVE) */
-	__u64 addr2;	/* new start (MOVE) */
-	__s64 bytes;	/* resident bytes this event adds (or removes), incl. sampled-out carry */
+	__u64 ts_ns; /* bpf_ktime_get_ns() */
+	__u64 addr;  /* fault address (GROWTH) or range start (RELEASE) */
+	__u64 len;   /* range length (RELEASE, MOVE) */
+	__u64 addr2; /* new start (MOVE) */
+	__s64 bytes; /* resident bytes this event adds (or removes), weighted by the sampling (1 <<
+			shift) */
 	__u64 stack_id; /* hash of the frames; 0: no Python stack */
 	__u32 tid;
 	__u16 kind;    /* enum pms_event_kind, or the release cause in the high byte */
@@ -96,17 +97,18 @@ struct pms_event {
 	(sizeof(struct pms_event) - sizeof(struct pms_frame) * (PMS_MAX_DEPTH - (n)))
 
 enum pms_counter {
-	PMS_CNT_RSS_EVENTS,	/* rss_stat events of the target */
-	PMS_CNT_GROWTH,		/* of which grew */
-	PMS_CNT_SHRINK,		/* of which shrank */
-	PMS_CNT_FAULTS,		/* page faults of the target (user and kernel side) */
-	PMS_CNT_SAMPLES,	/* stack walks done */
-	PMS_CNT_BUDGET_SKIPPED, /* growth events not walked because of the budget (bytes carried) */
-	PMS_CNT_NO_TSTATE,	/* growth in a thread without a Python thread state */
-	PMS_CNT_READ_ERRORS,	/* bpf_probe_read_user failures during walks */
-	PMS_CNT_TRUNCATED,	/* stacks cut at max_depth or by a failed read */
-	PMS_CNT_RINGBUF_FULL,	/* events lost because the ring buffer was full */
-	PMS_CNT_RELEASES,	/* released ranges seen */
+	PMS_CNT_RSS_EVENTS,	 /* rss_stat events of the target */
+	PMS_CNT_GROWTH,		 /* of which grew */
+	PMS_CNT_SHRINK,		 /* of which shrank */
+	PMS_CNT_FAULTS,		 /* page faults of the target (user and kernel side) */
+	PMS_CNT_SAMPLES,	 /* stack walks done */
+	PMS_CNT_BUDGET_SKIPPED,	 /* growth events not sampled because of the budget */
+	PMS_CNT_NO_TSTATE,	 /* growth in a thread without a Python thread state */
+	PMS_CNT_READ_ERRORS,	 /* bpf_probe_read_user failures during walks */
+	PMS_CNT_TRUNCATED,	 /* stacks cut at max_depth or by a failed read */
+	PMS_CNT_RINGBUF_FULL,	 /* events lost because the ring buffer was full */
+	PMS_CNT_RELEASES,	 /* released ranges seen */
+	PMS_CNT_BUDGET_OVERFLOW, /* growth events dropped by a burst far beyond the budget */
 	PMS_CNT_MAX,
 };
 

@@ -8,14 +8,14 @@
 /* Exit codes, documented in --help and man/pymemspy.1. Never 124 or above (timeout, signals). */
 enum pms_exit {
 	PMS_EXIT_OK = 0,
-	PMS_EXIT_FAILURE = 1,	  /* anything not listed below */
-	PMS_EXIT_USAGE = 2,	  /* bad command line */
-	PMS_EXIT_NO_PROCESS = 3,  /* no such process, or it exited while we worked */
-	PMS_EXIT_NOT_PYTHON = 4,  /* the process runs no CPython we can find */
-	PMS_EXIT_UNSUPPORTED = 5, /* a CPython version or build we cannot read */
-	PMS_EXIT_PRIVILEGE = 6,	  /* missing privilege (ptrace, CAP_BPF, CAP_PERFMON...) */
-	PMS_EXIT_BAD_FILE = 7, /* a record file that is corrupt, truncated or of another format */
-	PMS_EXIT_HOST = 8,     /* this host lacks a kernel feature the mode needs */
+	PMS_EXIT_FAILURE = 1,	   /* anything not listed below */
+	PMS_EXIT_USAGE = 2,	   /* bad command line */
+	PMS_EXIT_NO_PROCESS = 3,   /* no such process, or it exited while we worked */
+	PMS_EXIT_NOT_PYTHON = 4,   /* the process runs no CPython we can find */
+	PMS_EXIT_UNSUPPORTED = 5,  /* a CPython version or build we cannot read */
+	PMS_EXIT_PRIVILEGE = 6,	   /* missing privilege (ptrace, CAP_BPF, CAP_PERFMON...) */
+	PMS_EXIT_BAD_FILE = 7,	   /* a record file that is corrupt or of another format */
+	PMS_EXIT_HOST = 8,	   /* this host lacks a kernel feature the mode needs */
 	PMS_EXIT_INCONSISTENT = 9, /* the target's memory did not make sense (torn or freed data) */
 };
 

@@ -16,8 +16,8 @@
 #define RECFILE_MAGIC	"PYMEMSPY"
 #define RECFILE_VERSION 1
 
-/* Strings longer than this are cut when written (paths are at most PATH_MAX). */
-#define RECFILE_MAX_STRING 4096
+/* Strings longer than this are cut when written (names and paths are far shorter). */
+#define RECFILE_MAX_STRING 65535
 
 /* What a recording is of, written once at the start. */
 struct recfile_meta {
@@ -62,7 +62,16 @@ int recfile_write_meta(struct recfile_writer *w, const struct recfile_meta *m);
  * The sink's callbacks return 0 even when writing failed: the error comes from
  * recfile_write_tick, recfile_flush and recfile_error. */
 const struct profile_delta_sink *recfile_sink(struct recfile_writer *w);
-/* `at` is in seconds since the start, not before the previous tick's; counters and totals are
+/* One tick, the way the recorder should do it: takes p's deltas (profile_take_deltas), reads
+ * the series buckets they changed, and writes them with the counters, p's totals and the RSS.
+ * The file then rebuilds every series bucket by bucket, so that `report FILE` prints the same
+ * leak rates as the live report. `at`: seconds since the start, not before the previous tick.
+ * 0, or the writer's error (see recfile_flush); the profile is left as take_deltas leaves it. */
+int recfile_tick(struct recfile_writer *w, struct profile *p, double at, uint64_t rss,
+		 const uint64_t counters[PMS_CNT_MAX]);
+/* The same in two steps, without the series: call profile_take_deltas(p, recfile_sink(w)),
+ * then this. A reader then places a tick's deltas in the middle of the interval it covers.
+ * `at` is in seconds since the start, not before the previous tick's; counters and totals are
  * cumulative. 0, or the writer's error (see recfile_flush). */
 int recfile_write_tick(struct recfile_writer *w, double at, uint64_t rss,
 		       const uint64_t counters[PMS_CNT_MAX], const struct profile_totals *totals);

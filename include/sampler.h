@@ -32,10 +32,6 @@ int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_ev
  * events delivered or a negative errno (-EINTR when a signal interrupted the wait). */
 int sampler_poll(struct sampler *s, int timeout_ms);
 
-/* Delivers, as growth events, the bytes the budget held back for threads that are still alive
- * (charged to each thread's last stack). Call once, after the last poll. */
-int sampler_flush_carry(struct sampler *s);
-
 /* Sums the per-CPU counters (enum pms_counter). */
 int sampler_counters(struct sampler *s, uint64_t out[PMS_CNT_MAX]);
 

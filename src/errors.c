@@ -71,7 +71,7 @@ const char *pms_exit_describe(enum pms_exit code)
 	case PMS_EXIT_PRIVILEGE:
 		return "missing privilege (the message names the capability)";
 	case PMS_EXIT_BAD_FILE:
-		return "corrupt, truncated or foreign record file";
+		return "corrupt or foreign record file (a truncated one is reported, exit 0)";
 	case PMS_EXIT_HOST:
 		return "this host lacks a kernel feature the mode needs";
 	case PMS_EXIT_INCONSISTENT:

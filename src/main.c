@@ -13,6 +13,8 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
     {"record", cmd_record, "attach, record memory growth by Python site, report"},
+    {"top", cmd_top, "a live view of memory growth by Python site"},
+    {"report", cmd_report, "print the report of a record file (or the diff of two)"},
     {"dump", cmd_dump, "print every thread's Python stack"},
     {"doctor", cmd_doctor, "check what this host allows pymemspy to do"},
 };

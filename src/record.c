@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "profile.h"
+#include "recfile.h"
 #include "pytarget.h"
 #include "report.h"
 #include "sampler.h"
@@ -33,6 +34,9 @@ struct recording {
 	struct pytarget *target;
 	struct profile *profile;
 	struct sampler *sampler;
+	struct recfile_writer *file; /* -o FILE, or NULL */
+	const char *file_path;
+	bool file_failed; /* said so once, then the recording goes on without it */
 	uint64_t start_ns;
 	int error; /* first error from the event path */
 };
@@ -48,9 +52,7 @@ static uint64_t monotonic_ns(void)
 static int on_event(const struct pms_event *ev, size_t size, void *ctx)
 {
 	struct recording *r = ctx;
-	/* events made up in user space (held-back growth) carry no time: they happen now */
-	uint64_t ts = ev->ts_ns ? ev->ts_ns : monotonic_ns();
-	double at = ts > r->start_ns ? (double)(ts - r->start_ns) / 1e9 : 0;
+	double at = ev->ts_ns > r->start_ns ? (double)(ev->ts_ns - r->start_ns) / 1e9 : 0;
 	int ret = profile_add_event(r->profile, ev, size, at);
 
 	if (ret && !r->error)
@@ -63,7 +65,8 @@ static void usage(FILE *out)
 	fprintf(
 	    out,
 	    "Usage: pymemspy record --pid PID [--duration S] [--events growth] [--max-depth N]\n"
-	    "                       [--budget N] [--top N] [--json] [--quiet] [--verbose]\n\n"
+	    "                       [--budget N] [--top N] [-o FILE [--force]] [--json]\n"
+	    "                       [--quiet] [--verbose]\n\n"
 	    "Attaches to a running CPython process with eBPF, charges the memory it grows to\n"
 	    "the Python call sites that grow it, and prints the leak candidates and the top\n"
 	    "sites. Stops at the end of --duration, on Ctrl-C or SIGTERM, or when the target\n"
@@ -74,10 +77,13 @@ static void usage(FILE *out)
 	    "  -e, --events SOURCE  growth: resident memory the target gains (page faults and\n"
 	    "                       RSS changes), and the ranges it releases (default)\n"
 	    "      --max-depth N    frames per stack, 1 to %d (default %d)\n"
-	    "      --budget N       stack walks per second before sampling starts; growth not\n"
-	    "                       walked is carried to the thread's next sample (default %d;\n"
-	    "                       0: no limit)\n"
+	    "      --budget N       stack walks per second before sampling starts; sampled\n"
+	    "                       growth is weighted so that estimates stay unbiased\n"
+	    "                       (default %d; 0: no limit)\n"
 	    "  -n, --top N          sites in the text report (default %d)\n"
+	    "  -o, --output FILE    also write the recording to FILE as it goes (mode 0600);\n"
+	    "                       read it back with 'pymemspy report FILE'\n"
+	    "  -f, --force          replace FILE if it exists (never through a symlink)\n"
 	    "  -j, --json           one JSON document (schema pymemspy.report/1) on stdout\n"
 	    "  -q, --quiet          no live status line on stderr\n"
 	    "  -v, --verbose        libbpf's messages on stderr\n"
@@ -86,7 +92,9 @@ static void usage(FILE *out)
 	    "'pymemspy doctor' says what this host allows.\n\n"
 	    "Examples:\n"
 	    "  sudo pymemspy record --pid 4242 --duration 60\n"
-	    "  sudo pymemspy record --pid 4242 --duration 30 --json > report.json\n",
+	    "  sudo pymemspy record --pid 4242 --duration 30 --json > report.json\n"
+	    "  sudo pymemspy record --pid 4242 -o app.pmsrec   # then: pymemspy report "
+	    "app.pmsrec\n",
 	    PMS_MAX_DEPTH, PMS_MAX_DEPTH, RECORD_DEFAULT_BUDGET, RECORD_DEFAULT_TOP);
 }
 
@@ -105,6 +113,87 @@ static void status_line(const struct recording *r, double elapsed, bool final)
 		(unsigned long long)c[PMS_CNT_BUDGET_SKIPPED],
 		(unsigned long long)c[PMS_CNT_RINGBUF_FULL], final ? "\n" : "");
 	fflush(stderr);
+}
+
+/* Says once that the file could not be written, and stops writing it: the recording goes on
+ * in memory and its report is still printed. */
+static void file_failed(struct recording *r, int err)
+{
+	if (r->file_failed)
+		return;
+	r->file_failed = true;
+	fprintf(stderr,
+		"\npymemspy: writing %s failed (%s): it keeps what was written before; the "
+		"recording goes on without it\n",
+		r->file_path, strerror(-err));
+}
+
+/* One tick of the record file: what changed since the last one, the counters, the RSS. */
+static void file_tick(struct recording *r, double at)
+{
+	uint64_t counters[PMS_CNT_MAX] = {0}, rss = 0;
+	int ret;
+
+	if (!r->file || r->file_failed)
+		return;
+	sampler_counters(r->sampler, counters);
+	proc_rss(pytarget_proc(r->target), &rss);
+	ret = recfile_tick(r->file, r->profile, at, rss, counters);
+	if (!ret)
+		ret = recfile_flush(r->file);
+	if (!ret)
+		ret = recfile_error(r->file);
+	if (ret)
+		file_failed(r, ret);
+}
+
+static void file_start(struct recording *r, const struct sampler_opts *sopts, uint64_t rss_start)
+{
+	const struct pyversion *v = pytarget_version(r->target);
+	struct recfile_meta m;
+	int ret;
+
+	recfile_meta_init(&m);
+	m.pid = proc_pid(pytarget_proc(r->target));
+	snprintf(m.comm, sizeof(m.comm), "%s", proc_comm(pytarget_proc(r->target)));
+	snprintf(m.python_version, sizeof(m.python_version), "%s", v->text);
+	snprintf(m.python_build, sizeof(m.python_build), "%s", pylayout_build_name(v->build));
+	snprintf(m.events, sizeof(m.events), "growth");
+	m.rss_start = rss_start;
+	m.budget_per_sec = sopts->budget_per_sec;
+	m.max_depth = sopts->max_depth;
+	ret = recfile_write_meta(r->file, &m);
+	if (!ret)
+		ret = recfile_flush(r->file);
+	if (ret)
+		file_failed(r, ret);
+}
+
+static void file_close(struct recording *r, const struct report_meta *meta)
+{
+	struct recfile_end e = {0};
+	int ret;
+
+	if (!r->file)
+		return;
+	if (!r->file_failed) {
+		e.duration = meta->duration;
+		snprintf(e.ended_by, sizeof(e.ended_by), "%s", meta->ended_by);
+		e.rss_end = meta->rss_end;
+		e.profiler_cpu = meta->profiler_cpu;
+		e.profiler_max_rss = meta->profiler_max_rss;
+		e.bpf_map_bytes = meta->bpf_map_bytes;
+		e.profile_bytes = meta->profile_bytes;
+		ret = recfile_write_end(r->file, &e);
+		if (!ret)
+			ret = recfile_flush(r->file);
+		if (ret)
+			file_failed(r, ret);
+	}
+	ret = recfile_close(r->file);
+	if (ret)
+		file_failed(r, ret);
+	r->file = NULL;
 }
 
 int cmd_record(int argc, char **argv)
@@ -129,14 +218,14 @@ int cmd_record(int argc, char **argv)
 	struct pms_error err = {{0}};
 	struct recording r = {0};
 	struct rusage ru;
-	bool json = false, quiet = false;
-	double duration = 0, elapsed = 0, last_status = 0;
+	bool json = false, quiet = false, force = false;
+	double duration = 0, elapsed = 0, last_status = 0, last_tick = 0;
 	pid_t pid = 0;
 	long v;
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:d:e:n:jqvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:d:e:n:o:fjqvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cli_parse_pid(optarg, &pid))
@@ -172,6 +261,12 @@ int cmd_record(int argc, char **argv)
 			if (cli_parse_long(optarg, 1, 100000, &v))
 				return cli_usage_error("record", "--top needs a positive number");
 			meta.top = (unsigned)v;
+			break;
+		case 'o':
+			r.file_path = optarg;
+			break;
+		case 'f':
+			force = true;
 			break;
 		case 'j':
 			json = true;
@@ -211,11 +306,19 @@ int cmd_record(int argc, char **argv)
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
 
+	/* the file first: a file that may not be written stops us before we attach */
+	if (r.file_path) {
+		ret = recfile_create(r.file_path, force, &r.file, &err);
+		if (ret)
+			goto restore;
+	}
 	ret = sampler_open(r.target, &sopts, on_event, &r, &r.sampler, &err);
 	if (ret)
 		goto restore;
 	r.start_ns = monotonic_ns();
 	proc_rss(pytarget_proc(r.target), &meta.rss_start);
+	if (r.file)
+		file_start(&r, &sopts, meta.rss_start);
 	meta.ended_by = "signal";
 	if (!json || !quiet)
 		fprintf(stderr, "pymemspy: recording pid %d (Python %s); Ctrl-C to stop\n", pid,
@@ -238,6 +341,10 @@ int cmd_record(int argc, char **argv)
 			meta.ended_by = "duration";
 			break;
 		}
+		if (elapsed - last_tick >= 1.0) {
+			file_tick(&r, elapsed);
+			last_tick = elapsed;
+		}
 		if (!quiet && elapsed - last_status >= 1.0) {
 			status_line(&r, elapsed, false);
 			last_status = elapsed;
@@ -248,8 +355,8 @@ int cmd_record(int argc, char **argv)
 	/* what is already in the ring buffer belongs to the window */
 	while (sampler_poll(r.sampler, 0) > 0)
 		;
-	sampler_flush_carry(r.sampler);
 	elapsed = (double)(monotonic_ns() - r.start_ns) / 1e9;
+	file_tick(&r, elapsed);
 	if (!quiet)
 		status_line(&r, elapsed, true);
 	if (strcmp(meta.ended_by, "target exited") != 0)
@@ -274,11 +381,17 @@ int cmd_record(int argc, char **argv)
 	meta.profiler_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
 			    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 	meta.profiler_max_rss = (uint64_t)ru.ru_maxrss * 1024;
+	file_close(&r, &meta);
 	if (json)
 		ret = report_json(stdout, r.profile, &meta);
 	else
 		report_text(stdout, r.profile, &meta);
+	if (r.file_path && !r.file_failed)
+		fprintf(stderr, "pymemspy: wrote %s; read it with 'pymemspy report %s'\n",
+			r.file_path, r.file_path);
 restore:
+	if (r.file)
+		recfile_close(r.file); /* an error path: keep what was written */
 	sampler_close(r.sampler);
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);

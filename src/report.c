@@ -109,10 +109,15 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 		"Charged: %s grown in %llu samples, %s of it released since; RSS decreases %s\n", a,
 		(unsigned long long)m->counters[PMS_CNT_SAMPLES], b, c);
 	if (m->counters[PMS_CNT_BUDGET_SKIPPED])
-		fprintf(out,
-			"Sampling: the budget (%u stack walks/s) was exceeded: %llu growth events "
-			"were not walked; their bytes went to the next sample of the same thread\n",
-			m->budget_per_sec, (unsigned long long)m->counters[PMS_CNT_BUDGET_SKIPPED]);
+		fprintf(
+		    out,
+		    "Sampling: growth came faster than the budget (%u stack walks/s): %llu of %llu "
+		    "growth events were sampled, each weighted by the inverse of its chance, so "
+		    "the figures are estimates%s\n",
+		    m->budget_per_sec, (unsigned long long)m->counters[PMS_CNT_SAMPLES],
+		    (unsigned long long)m->counters[PMS_CNT_GROWTH],
+		    m->counters[PMS_CNT_BUDGET_OVERFLOW] ? " (and bursts beyond it were dropped)"
+							 : "");
 	fprintf(out,
 		"Counters: rss events %llu, page faults %llu, releases %llu, read errors %llu, "
 		"no thread state %llu, truncated %llu, ring buffer full %llu, stacks lost %llu\n",
@@ -300,6 +305,7 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	json_kv_uint(j, "page_faults", m->counters[PMS_CNT_FAULTS]);
 	json_kv_uint(j, "samples", m->counters[PMS_CNT_SAMPLES]);
 	json_kv_uint(j, "budget_skipped", m->counters[PMS_CNT_BUDGET_SKIPPED]);
+	json_kv_uint(j, "budget_overflow", m->counters[PMS_CNT_BUDGET_OVERFLOW]);
 	json_kv_uint(j, "dropped", m->counters[PMS_CNT_RINGBUF_FULL]);
 	json_kv_uint(j, "read_errors", m->counters[PMS_CNT_READ_ERRORS]);
 	json_kv_uint(j, "no_thread_state", m->counters[PMS_CNT_NO_TSTATE]);

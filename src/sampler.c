@@ -135,36 +135,6 @@ int sampler_poll(struct sampler *s, int timeout_ms)
 	return ring_buffer__poll(s->rb, timeout_ms);
 }
 
-int sampler_flush_carry(struct sampler *s)
-{
-	int carry_fd = bpf_map__fd(s->skel->maps.carry);
-	int stack_fd = bpf_map__fd(s->skel->maps.last_stack);
-	uint32_t key, next;
-	bool first = true;
-
-	while (bpf_map_get_next_key(carry_fd, first ? NULL : &key, &next) == 0) {
-		struct pms_event ev = {0};
-		int64_t bytes = 0;
-		uint64_t stack = 0;
-		int ret;
-
-		first = false;
-		key = next;
-		if (bpf_map_lookup_elem(carry_fd, &key, &bytes) != 0 || bytes <= 0 ||
-		    bpf_map_lookup_elem(stack_fd, &key, &stack) != 0)
-			continue;
-		ev.kind = PMS_EV_GROWTH;
-		ev.tid = key;
-		ev.bytes = bytes;
-		ev.stack_id = stack;
-		ev.flags = PMS_EVF_NO_FAULT;
-		ret = s->fn(&ev, PMS_EVENT_SIZE(0), s->ctx);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
 int sampler_counters(struct sampler *s, uint64_t out[PMS_CNT_MAX])
 {
 	uint64_t *values = calloc((size_t)s->ncpus, sizeof(*values));
