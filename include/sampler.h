@@ -32,6 +32,10 @@ int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_ev
  * events delivered or a negative errno (-EINTR when a signal interrupted the wait). */
 int sampler_poll(struct sampler *s, int timeout_ms);
 
+/* Detaches the programs but keeps the maps: the ring buffer can still be drained and the
+ * counters read, and they no longer change. */
+void sampler_detach(struct sampler *s);
+
 /* Sums the per-CPU counters (enum pms_counter). */
 int sampler_counters(struct sampler *s, uint64_t out[PMS_CNT_MAX]);
 

@@ -209,6 +209,8 @@ int cmd_record(int argc, char **argv)
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"force", no_argument, NULL, 'f'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct sampler_opts sopts = {.max_depth = PMS_MAX_DEPTH,
@@ -352,7 +354,9 @@ int cmd_record(int argc, char **argv)
 	}
 	if (ret)
 		goto restore;
-	/* what is already in the ring buffer belongs to the window */
+	/* detach first, then take what is already in the ring buffer: from here on the counters
+	 * no longer move, so the report and the file's last tick see the same ones */
+	sampler_detach(r.sampler);
 	while (sampler_poll(r.sampler, 0) > 0)
 		;
 	elapsed = (double)(monotonic_ns() - r.start_ns) / 1e9;

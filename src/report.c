@@ -240,6 +240,8 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	for (size_t i = 0; i < nsites; i++) {
 		const struct profile_site *s = sites[i];
 
+		if (!s->grown && !s->released && !s->samples)
+			continue; /* defined in a file cut before anything was charged to it */
 		json_object_begin(j);
 		json_kv_string(j, "function", s->function);
 		json_kv_string(j, "file", s->file);

@@ -130,6 +130,11 @@ fail:
 	return ret;
 }
 
+void sampler_detach(struct sampler *s)
+{
+	growth_bpf__detach(s->skel);
+}
+
 int sampler_poll(struct sampler *s, int timeout_ms)
 {
 	return ring_buffer__poll(s->rb, timeout_ms);
