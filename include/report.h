@@ -35,6 +35,10 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m);
 /* Writes the JSON report. 0 or -ENOMEM. */
 int report_json(FILE *out, struct profile *p, const struct report_meta *m);
 
+struct json;
+/* Writes "stack": [{function, file, line}, ...] (innermost first) into an open object. */
+void report_json_stack(struct json *j, const struct profile_frame *frames, size_t n);
+
 /* "12.3 MiB" style (IEC units). */
 void report_format_bytes(double bytes, char *out, size_t outlen);
 

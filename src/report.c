@@ -173,15 +173,15 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 		fprintf(out, "  (no resident growth was charged to any site)\n");
 }
 
-static void json_stack(struct json *j, const struct profile_site *s)
+void report_json_stack(struct json *j, const struct profile_frame *frames, size_t n)
 {
 	json_key(j, "stack");
 	json_array_begin(j);
-	for (size_t f = 0; f < s->stack_len; f++) {
+	for (size_t f = 0; f < n; f++) {
 		json_object_begin(j);
-		json_kv_string(j, "function", s->stack[f].function);
-		json_kv_string(j, "file", s->stack[f].file);
-		json_kv_int(j, "line", s->stack[f].line);
+		json_kv_string(j, "function", frames[f].function);
+		json_kv_string(j, "file", frames[f].file);
+		json_kv_int(j, "line", frames[f].line);
 		json_object_end(j);
 	}
 	json_array_end(j);
@@ -229,7 +229,7 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 		json_kv_double(j, "confidence", cands[i].v.confidence);
 		json_kv_double(j, "first_seen", s->first_seen);
 		json_kv_int(j, "bytes", net(s));
-		json_stack(j, s);
+		report_json_stack(j, s->stack, s->stack_len);
 		json_object_end(j);
 	}
 	json_array_end(j);
@@ -252,7 +252,7 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 		json_kv_double(j, "rate", site_rate(s, m->duration));
 		json_kv_uint(j, "samples", s->samples);
 		json_kv_double(j, "first_seen", s->first_seen);
-		json_stack(j, s);
+		report_json_stack(j, s->stack, s->stack_len);
 		json_object_end(j);
 	}
 	json_array_end(j);

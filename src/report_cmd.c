@@ -419,16 +419,7 @@ static int diff_json(const struct loaded *a, const struct loaded *b, const struc
 		json_kv_double(j, "rate_change", r->rate_b - r->rate_a);
 		json_kv_uint(j, "samples_a", r->a ? r->a->samples : 0);
 		json_kv_uint(j, "samples_b", r->b ? r->b->samples : 0);
-		json_key(j, "stack");
-		json_array_begin(j);
-		for (size_t f = 0; f < s->stack_len; f++) {
-			json_object_begin(j);
-			json_kv_string(j, "function", s->stack[f].function);
-			json_kv_string(j, "file", s->stack[f].file);
-			json_kv_int(j, "line", s->stack[f].line);
-			json_object_end(j);
-		}
-		json_array_end(j);
+		report_json_stack(j, s->stack, s->stack_len);
 		json_object_end(j);
 	}
 	json_array_end(j);
