@@ -351,14 +351,18 @@ static __always_inline int budget_sample(__u64 now)
 static __always_inline void send(struct pms_event *ev)
 {
 	__u32 n = ev->flags & PMS_EVF_STACK_INLINE ? ev->nframes : 0;
-	__u64 size;
+	__u64 size, flags;
 
 	if (n > PMS_MAX_DEPTH)
 		n = PMS_MAX_DEPTH;
 	size = PMS_EVENT_SIZE(n);
 	if (size > sizeof(*ev))
 		size = sizeof(*ev);
-	if (bpf_ringbuf_output(&events, ev, size, 0) != 0) {
+	/* no wakeup per event: waking the reader costs the target's CPU, and user space drains
+	 * the buffer every 100 ms anyway; only a filling buffer wakes it early */
+	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > (1 << 20) ? BPF_RB_FORCE_WAKEUP
+									  : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, ev, size, flags) != 0) {
 		count(PMS_CNT_RINGBUF_FULL);
 		/* user space never saw this stack: let the next event carry it */
 		if (ev->flags & PMS_EVF_STACK_INLINE)

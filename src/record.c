@@ -17,7 +17,7 @@
 #include "report.h"
 #include "sampler.h"
 
-#define RECORD_DEFAULT_BUDGET 2000 /* stack walks per second */
+#define RECORD_DEFAULT_BUDGET 500 /* stack walks per second */
 #define RECORD_DEFAULT_TOP    10
 #define RECORD_POLL_MS	      100
 

@@ -137,7 +137,16 @@ void sampler_detach(struct sampler *s)
 
 int sampler_poll(struct sampler *s, int timeout_ms)
 {
-	return ring_buffer__poll(s->rb, timeout_ms);
+	int woken, consumed;
+
+	/* the programs rarely wake us (see send() in growth.bpf.c): wait, then drain anyway */
+	woken = ring_buffer__poll(s->rb, timeout_ms);
+	if (woken < 0)
+		return woken;
+	consumed = ring_buffer__consume(s->rb);
+	if (consumed < 0)
+		return consumed;
+	return woken + consumed;
 }
 
 int sampler_counters(struct sampler *s, uint64_t out[PMS_CNT_MAX])

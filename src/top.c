@@ -21,7 +21,7 @@
 #include "tui.h"
 #include "u64map.h"
 
-#define TOP_DEFAULT_BUDGET   2000 /* stack walks per second, as record */
+#define TOP_DEFAULT_BUDGET   500 /* stack walks per second, as record */
 #define TOP_DEFAULT_INTERVAL 1.0
 #define TOP_MIN_INTERVAL     0.1
 #define TOP_DEFAULT_ROWS     10	 /* sites per plain-text snapshot */
