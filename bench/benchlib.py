@@ -293,11 +293,18 @@ class Target:
 class Recorder:
     """`pymemspy record --pid PID --json` pinned to one CPU, stopped with SIGINT."""
 
-    def __init__(self, pymemspy, pid, events, cpu, tmpdir, tag, max_seconds=3600, extra=()):
+    def __init__(self, pymemspy, pid, events, cpu, tmpdir, tag, max_seconds=3600, extra=(),
+                 command="record"):
         self.stdout_path = os.path.join(tmpdir, "report-%s.json" % tag)
         self.stderr_path = os.path.join(tmpdir, "record-%s.err" % tag)
-        self.argv = [pymemspy, "record", "--pid", str(pid), "--events", events,
-                     "--duration", "%g" % max_seconds, "--json", "--quiet"] + list(extra)
+        self.live = command == "top"
+        if self.live:
+            # `top` with stdout not a terminal: a plain-text snapshot every second, no JSON
+            self.argv = [pymemspy, "top", "--pid", str(pid), "--events", events,
+                         "--duration", "%g" % max_seconds, "--interval", "1"] + list(extra)
+        else:
+            self.argv = [pymemspy, "record", "--pid", str(pid), "--events", events,
+                         "--duration", "%g" % max_seconds, "--json", "--quiet"] + list(extra)
         self._out = open(self.stdout_path, "w")
         self._err = open(self.stderr_path, "w")
         self.t_start = time.monotonic()
@@ -371,6 +378,8 @@ class Recorder:
                 raise BenchError("pymemspy did not finish within %.0f s of SIGINT" % timeout)
         self._out.close()
         self._err.close()
+        if self.live:
+            return {}  # top prints snapshots, not a report: its own cost comes from /proc
         try:
             with open(self.stdout_path) as f:
                 text = f.read()

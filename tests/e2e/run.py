@@ -2058,8 +2058,9 @@ def case_file_roundtrip(ctx, python, duration=4.0):
     problems += ["the record file: " + x for x in rf.complete_problems()]
     meta, end = rf.meta() or {}, rf.end() or {}
     want_meta = {"pid": pid, "python_version": truth["python"]["version"],
-                 "python_build": truth["python"]["build"], "events": "growth", "budget_per_sec": 2000,
-                 "max_depth": 128}
+                 "python_build": truth["python"]["build"], "events": "growth",
+                 "budget_per_sec": (rec.get("sampling") or {}).get("budget_per_sec"),
+                 "max_depth": (rec.get("sampling") or {}).get("max_depth")}
     for k, v in want_meta.items():
         if meta.get(k) != v:
             problems.append("the file's META has %s %r, want %r" % (k, meta.get(k), v))
