@@ -56,6 +56,10 @@ void profile_free(struct profile *p);
 /* Adds one kernel event, received `at` seconds after the recording started. 0 or -ENOMEM. */
 int profile_add_event(struct profile *p, const struct pms_event *ev, size_t size, double at);
 
+/* Makes every series span the recording up to `at` seconds, even where nothing happened at
+ * its end: a site that stopped growing must be judged with its flat tail. */
+void profile_extend_to(struct profile *p, double at);
+
 /* Sites sorted by net bytes (grown - released), biggest first; valid until the next add. */
 const struct profile_site *const *profile_sites(struct profile *p, size_t *n);
 /* Threads sorted by bytes, biggest first. */

@@ -655,3 +655,17 @@ void profile_set_totals(struct profile *p, const struct profile_totals *t)
 {
 	p->totals = *t;
 }
+
+void profile_extend_to(struct profile *p, double at)
+{
+	size_t b;
+
+	if (at <= 0)
+		return;
+	while ((size_t)(at / p->bucket_seconds) >= PROFILE_MAX_BUCKETS)
+		widen_buckets(p);
+	/* a recording that ends exactly on a bucket boundary does not open the next bucket */
+	b = (size_t)((at - 1e-9) / p->bucket_seconds) + 1;
+	if (b > p->nbuckets)
+		p->nbuckets = b;
+}

@@ -87,6 +87,7 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 	char a[32], b[32], c[32], d[40];
 	int64_t positive = 0;
 
+	profile_extend_to(p, m->duration);
 	ncands = find_candidates(p, cands, REPORT_MAX_CANDIDATES);
 	sites = profile_sites(p, &nsites);
 	for (size_t i = 0; i < nsites; i++)
@@ -198,6 +199,7 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 
 	if (!j)
 		return -ENOMEM;
+	profile_extend_to(p, m->duration);
 	ncands = find_candidates(p, cands, REPORT_MAX_CANDIDATES);
 	sites = profile_sites(p, &nsites);
 	threads = profile_threads(p, &nthreads);

@@ -343,6 +343,7 @@ static int build_rows(struct top *t)
 	size_t n, nrows = 0, *row_of = NULL;
 	int ret = 0;
 
+	profile_extend_to(t->profile, elapsed(t));
 	sites = profile_sites(t->profile, &n);
 	if (!sites)
 		return -ENOMEM;

@@ -155,3 +155,23 @@ Test(profile, long_recordings_keep_bounded_series, .init = start, .fini = stop)
 	cr_assert_eq(total, 5000 * 4096, "no byte is lost when buckets widen");
 	profile_free(p);
 }
+
+Test(profile, series_reach_the_end_of_the_recording, .init = start, .fini = stop)
+{
+	struct profile *p = profile_new(target);
+	const struct profile_site *const *sites;
+	size_t n;
+
+	/* grows for 6 s, then nothing until 30 s: the flat tail must be part of the series */
+	for (int s = 0; s < 6; s++) {
+		struct pms_event ev = growth(1, 0, 1 << 20, PMS_EVF_NO_TSTATE | PMS_EVF_NO_FAULT);
+
+		cr_assert_eq(profile_add_event(p, &ev, PMS_EVENT_SIZE(0), s + 0.5), 0);
+	}
+	profile_extend_to(p, 30.0);
+	sites = profile_sites(p, &n);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(sites[0]->nseries, 30);
+	cr_assert_eq(sites[0]->series[29], 0);
+	profile_free(p);
+}
