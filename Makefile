@@ -134,7 +134,7 @@ bench: all
 	$(Q)bench/overhead
 	$(Q)bench/attribution
 
-FORMAT_FILES = $(filter-out src/pylayout_table.c,$(wildcard src/*.c include/*.h bpf/*.c bpf/*.h tests/unit/*.c tests/fuzz/*.c))
+FORMAT_FILES = $(wildcard src/*.c include/*.h bpf/*.c bpf/*.h tests/unit/*.c tests/fuzz/*.c)
 format:
 	$(Q)clang-format -i $(FORMAT_FILES)
 
