@@ -43,6 +43,7 @@ struct pms_config {
 	__u32 max_depth;      /* <= PMS_MAX_DEPTH */
 	__u32 budget_per_sec; /* stack walks per second before sampling starts; 0: no limit */
 	__u32 pad;
+	__u64 rate; /* allocator sources: mean bytes between two samples (PMS_RATE_MIN..MAX) */
 	struct pms_py_offsets py;
 };
 
@@ -51,6 +52,8 @@ enum pms_event_kind {
 	PMS_EV_SHRINK = 2,  /* resident memory shrank in the target's context: bytes < 0 */
 	PMS_EV_RELEASE = 3, /* the target released [addr, addr+len): munmap, madvise, brk, mremap */
 	PMS_EV_MOVE = 4,    /* mremap moved [addr, addr+len) to addr2: its pages stay resident */
+	PMS_EV_ALLOC = 5,   /* a sampled allocation: addr, len bytes asked, addr2 its threshold */
+	PMS_EV_FREE = 6,    /* a sampled allocation at addr was freed (or moved by realloc) */
 };
 
 enum pms_event_flags {
@@ -59,6 +62,7 @@ enum pms_event_flags {
 	PMS_EVF_KERNEL_FAULT = 1 << 2, /* the page was faulted in by the kernel on our behalf */
 	PMS_EVF_NO_TSTATE = 1 << 3,    /* the thread has no Python thread state */
 	PMS_EVF_NO_FAULT = 1 << 4,     /* growth outside a page fault: no address known */
+	PMS_EVF_UNTRACKED = 1 << 5,    /* sampled allocation whose free cannot be seen (map full) */
 };
 
 /* Why a range was released (PMS_EV_RELEASE). */
@@ -109,7 +113,102 @@ enum pms_counter {
 	PMS_CNT_RINGBUF_FULL,	 /* events lost because the ring buffer was full */
 	PMS_CNT_RELEASES,	 /* released ranges seen */
 	PMS_CNT_BUDGET_OVERFLOW, /* growth events dropped by a burst far beyond the budget */
+	PMS_CNT_ALLOC_CALLS,	 /* allocator sources: allocation calls seen */
+	PMS_CNT_FREE_CALLS,	 /* free calls seen (NULL frees included) */
+	PMS_CNT_ALLOC_SAMPLES,	 /* allocations sampled */
+	PMS_CNT_FREES_MATCHED,	 /* frees of sampled allocations */
+	PMS_CNT_LIVE_FULL,	 /* sampled allocations not followed: the live map was full */
+	PMS_CNT_NESTED,		 /* allocator calls made by another probed allocator call */
 	PMS_CNT_MAX,
 };
+
+/* ---- Sampling allocations by bytes (shared so that user space computes the same numbers) ----
+ *
+ * Every byte allocated has the same chance 1/rate of being a sample point, so an allocation of
+ * s bytes is sampled with probability p(s) = 1 - exp(-s/rate) and counts 1/p(s) times: the
+ * estimates are unbiased (Horvitz-Thompson) whatever the sizes. BPF has no floating point, so
+ * p is computed in 32-bit fixed point from two tables: exp(-x) = exp(-k) * exp(-h/256) *
+ * exp(-l) for x = k + h/256 + l (l < 1/256, its factor taken as 1 - l + l^2/2, off by less
+ * than 1e-8). The tables hold round(exp(-k) * 2^32) and round(exp(-h/256) * 2^32), 1.0 held as
+ * 2^32-1 so that products stay within 64 bits; a unit test checks every entry and p itself. */
+
+#define PMS_RATE_MIN 64ULL
+#define PMS_RATE_MAX (64ULL << 20)
+#define PMS_P_ONE    (1ULL << 32)
+
+static const __u64 pms_exp_int_q32[32] = {
+    0xffffffffULL, 0x5e2d58d9ULL, 0x22a55547ULL, 0x0cbed866ULL, 0x04b0556eULL, 0x01b993feULL,
+    0x00a27290ULL, 0x003bc2d7ULL, 0x0015fc21ULL, 0x00081679ULL, 0x0002f9afULL, 0x00011835ULL,
+    0x00006715ULL, 0x000025ecULL, 0x00000df3ULL, 0x00000522ULL, 0x000001e3ULL, 0x000000b2ULL,
+    0x00000041ULL, 0x00000018ULL, 0x00000009ULL, 0x00000003ULL, 0x00000001ULL, 0x00000000ULL,
+    0x00000000ULL, 0x00000000ULL, 0x00000000ULL, 0x00000000ULL, 0x00000000ULL, 0x00000000ULL,
+    0x00000000ULL, 0x00000000ULL,
+};
+
+static const __u64 pms_exp_256th_q32[256] = {
+    0xffffffffULL, 0xff007fd5ULL, 0xfe01feabULL, 0xfd047b83ULL, 0xfc07f560ULL, 0xfb0c6b45ULL,
+    0xfa11dc36ULL, 0xf9184739ULL, 0xf81fab54ULL, 0xf728078fULL, 0xf6315af3ULL, 0xf53ba488ULL,
+    0xf446e358ULL, 0xf353166fULL, 0xf2603cdaULL, 0xf16e55a5ULL, 0xf07d5fdeULL, 0xef8d5a95ULL,
+    0xee9e44d9ULL, 0xedb01dbcULL, 0xecc2e44fULL, 0xebd697a4ULL, 0xeaeb36d1ULL, 0xea00c0e8ULL,
+    0xe9173501ULL, 0xe82e9231ULL, 0xe746d78fULL, 0xe6600434ULL, 0xe57a173aULL, 0xe4950fb9ULL,
+    0xe3b0ecceULL, 0xe2cdad94ULL, 0xe1eb5127ULL, 0xe109d6a6ULL, 0xe0293d2fULL, 0xdf4983e1ULL,
+    0xde6aa9ddULL, 0xdd8cae43ULL, 0xdcaf9037ULL, 0xdbd34ed9ULL, 0xdaf7e950ULL, 0xda1d5ebeULL,
+    0xd943ae49ULL, 0xd86ad719ULL, 0xd792d853ULL, 0xd6bbb120ULL, 0xd5e560a9ULL, 0xd50fe618ULL,
+    0xd43b4096ULL, 0xd3676f50ULL, 0xd2947171ULL, 0xd1c24627ULL, 0xd0f0ec9fULL, 0xd0206408ULL,
+    0xcf50ab91ULL, 0xce81c26cULL, 0xcdb3a7c8ULL, 0xcce65ad7ULL, 0xcc19daceULL, 0xcb4e26deULL,
+    0xca833e3cULL, 0xc9b9201eULL, 0xc8efcbb9ULL, 0xc8274043ULL, 0xc75f7cf5ULL, 0xc6988107ULL,
+    0xc5d24bb1ULL, 0xc50cdc2eULL, 0xc44831b7ULL, 0xc3844b89ULL, 0xc2c128dfULL, 0xc1fec8f6ULL,
+    0xc13d2b0cULL, 0xc07c4e60ULL, 0xbfbc322fULL, 0xbefcd5bbULL, 0xbe3e3844ULL, 0xbd80590bULL,
+    0xbcc33753ULL, 0xbc06d25eULL, 0xbb4b2970ULL, 0xba903bcdULL, 0xb9d608baULL, 0xb91c8f7dULL,
+    0xb863cf5dULL, 0xb7abc7a1ULL, 0xb6f47791ULL, 0xb63dde75ULL, 0xb587fb97ULL, 0xb4d2ce41ULL,
+    0xb41e55beULL, 0xb36a915aULL, 0xb2b78060ULL, 0xb205221dULL, 0xb15375e0ULL, 0xb0a27af6ULL,
+    0xaff230afULL, 0xaf42965aULL, 0xae93ab48ULL, 0xade56ecaULL, 0xad37e031ULL, 0xac8afed0ULL,
+    0xabdec9f9ULL, 0xab334102ULL, 0xaa88633eULL, 0xa9de3003ULL, 0xa934a6a6ULL, 0xa88bc67dULL,
+    0xa7e38ee1ULL, 0xa73bff28ULL, 0xa69516abULL, 0xa5eed4c3ULL, 0xa54938caULL, 0xa4a4421aULL,
+    0xa3fff00fULL, 0xa35c4203ULL, 0xa2b93754ULL, 0xa216cf5eULL, 0xa175097fULL, 0xa0d3e516ULL,
+    0xa0336180ULL, 0x9f937e1dULL, 0x9ef43a4eULL, 0x9e559574ULL, 0x9db78eefULL, 0x9d1a2621ULL,
+    0x9c7d5a6eULL, 0x9be12b38ULL, 0x9b4597e3ULL, 0x9aaa9fd5ULL, 0x9a104270ULL, 0x99767f1cULL,
+    0x98dd553fULL, 0x9844c43fULL, 0x97accb84ULL, 0x97156a75ULL, 0x967ea07cULL, 0x95e86d02ULL,
+    0x9552cf70ULL, 0x94bdc731ULL, 0x942953b0ULL, 0x93957459ULL, 0x93022897ULL, 0x926f6fd7ULL,
+    0x91dd4986ULL, 0x914bb513ULL, 0x90bab1ebULL, 0x902a3f7fULL, 0x8f9a5d3cULL, 0x8f0b0a94ULL,
+    0x8e7c46f8ULL, 0x8dee11d7ULL, 0x8d606aa5ULL, 0x8cd350d3ULL, 0x8c46c3d4ULL, 0x8bbac31cULL,
+    0x8b2f4e1fULL, 0x8aa46452ULL, 0x8a1a0528ULL, 0x89903019ULL, 0x8906e49aULL, 0x887e2222ULL,
+    0x87f5e829ULL, 0x876e3625ULL, 0x86e70b8fULL, 0x866067e1ULL, 0x85da4a93ULL, 0x8554b31fULL,
+    0x84cfa100ULL, 0x844b13b1ULL, 0x83c70aacULL, 0x8343856fULL, 0x82c08376ULL, 0x823e043dULL,
+    0x81bc0742ULL, 0x813a8c03ULL, 0x80b991ffULL, 0x803918b4ULL, 0x7fb91fa3ULL, 0x7f39a64aULL,
+    0x7ebaac2cULL, 0x7e3c30c8ULL, 0x7dbe33a0ULL, 0x7d40b437ULL, 0x7cc3b20eULL, 0x7c472ca9ULL,
+    0x7bcb238bULL, 0x7b4f9638ULL, 0x7ad48436ULL, 0x7a59ed07ULL, 0x79dfd033ULL, 0x79662d3eULL,
+    0x78ed03b0ULL, 0x7874530eULL, 0x77fc1ae1ULL, 0x77845ab1ULL, 0x770d1204ULL, 0x76964065ULL,
+    0x761fe55cULL, 0x75aa0073ULL, 0x75349134ULL, 0x74bf9729ULL, 0x744b11dfULL, 0x73d700dfULL,
+    0x736363b6ULL, 0x72f039f1ULL, 0x727d831cULL, 0x720b3ec5ULL, 0x71996c78ULL, 0x71280bc6ULL,
+    0x70b71c3bULL, 0x70469d68ULL, 0x6fd68edbULL, 0x6f66f025ULL, 0x6ef7c0d6ULL, 0x6e89007eULL,
+    0x6e1aaeb0ULL, 0x6daccafcULL, 0x6d3f54f5ULL, 0x6cd24c2eULL, 0x6c65b039ULL, 0x6bf980a9ULL,
+    0x6b8dbd13ULL, 0x6b22650bULL, 0x6ab77825ULL, 0x6a4cf5f7ULL, 0x69e2de16ULL, 0x69793018ULL,
+    0x690feb93ULL, 0x68a7101eULL, 0x683e9d50ULL, 0x67d692c0ULL, 0x676ef008ULL, 0x6707b4beULL,
+    0x66a0e07cULL, 0x663a72dbULL, 0x65d46b74ULL, 0x656ec9e2ULL, 0x65098dbeULL, 0x64a4b6a5ULL,
+    0x64404430ULL, 0x63dc35fbULL, 0x63788ba2ULL, 0x631544c2ULL, 0x62b260f8ULL, 0x624fdfe0ULL,
+    0x61edc117ULL, 0x618c043dULL, 0x612aa8eeULL, 0x60c9aecaULL, 0x60691570ULL, 0x6008dc7fULL,
+    0x5fa90397ULL, 0x5f498a58ULL, 0x5eea7063ULL, 0x5e8bb558ULL,
+};
+
+/* p(size) in units of 2^-32: sample when a uniform 32-bit random number is below it (PMS_P_ONE:
+ * always). rate must be within PMS_RATE_MIN..PMS_RATE_MAX. */
+static inline __u64 pms_sample_p_q32(__u64 size, __u64 rate)
+{
+	__u64 x, e, low, low_factor;
+
+	if (size == 0)
+		return 0;
+	if (size >= 32 * rate) /* exp(-32) is below 2^-32 */
+		return PMS_P_ONE;
+	x = (size << 32) / rate; /* size < 2^32 here, since rate <= 2^26 */
+	low = x & 0xffffffULL;
+	low_factor = (1ULL << 32) - low + ((low * low) >> 33);
+	if (low_factor > 0xffffffffULL)
+		low_factor = 0xffffffffULL;
+	e = (pms_exp_int_q32[(x >> 32) & 31] * pms_exp_256th_q32[(x >> 24) & 255]) >> 32;
+	e = (e * low_factor) >> 32;
+	return PMS_P_ONE - e;
+}
 
 #endif

@@ -21,6 +21,9 @@ int cmd_report(int argc, char **argv);
 int cli_parse_pid(const char *s, pid_t *out);
 /* Parses a whole decimal number in [min, max]. 0 or -EINVAL. */
 int cli_parse_long(const char *s, long min, long max, long *out);
+/* Parses a byte count: a whole number with an optional K, M or G suffix (powers of 1024, "KiB"
+ * and "k" accepted too), within [min, max]. 0 or -EINVAL. */
+int cli_parse_bytes(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Parses a non-negative number of seconds (decimals allowed). 0 or -EINVAL. */
 int cli_parse_seconds(const char *s, double *out);
 

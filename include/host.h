@@ -33,7 +33,7 @@ enum host_need {
  * code objects), hence HOST_NEED_PTRACE. */
 #define HOST_NEEDS_DUMP	     HOST_NEED_PTRACE
 #define HOST_NEEDS_GROWTH    (HOST_NEED_PTRACE | HOST_NEED_BPF | HOST_NEED_TRACEPOINTS)
-#define HOST_NEEDS_ALLOCATOR (HOST_NEEDS_GROWTH | HOST_NEED_UPROBES)
+#define HOST_NEEDS_ALLOCATOR (HOST_NEED_PTRACE | HOST_NEED_BPF | HOST_NEED_UPROBES)
 
 /* The outcome of one check. */
 enum host_status {

@@ -31,6 +31,20 @@ struct profile_site {
 	/* net bytes per bucket of profile_bucket_seconds(), from the start */
 	const int64_t *series;
 	size_t nseries;
+	/* allocator sources: grown is the bytes allocated and released the bytes freed, both
+	 * estimates from sampled allocations; these are the estimated counts and the variances
+	 * of the byte estimates (for error bars) */
+	double allocs, frees;
+	double var_grown, var_live;
+	uint64_t live_samples; /* sampled allocations of this site still alive */
+};
+
+/* A sampled allocation still alive. */
+struct profile_live {
+	double at;     /* seconds since the start */
+	uint64_t size; /* bytes asked */
+	uint64_t addr;
+	uint32_t tid;
 };
 
 struct profile_thread {
@@ -40,12 +54,13 @@ struct profile_thread {
 
 /* Totals the events told. */
 struct profile_totals {
-	int64_t grown;		  /* bytes of growth charged */
-	int64_t released;	  /* bytes released from tracked pages */
-	int64_t shrunk;		  /* RSS decreases seen (any cause) */
-	uint64_t events;	  /* growth events received */
-	uint64_t stacks_lost;	  /* events whose stack never reached us */
-	uint64_t pages_untracked; /* growth not tracked by address (cap reached, or no address) */
+	int64_t grown;		   /* bytes of growth charged */
+	int64_t released;	   /* bytes released from tracked pages */
+	int64_t shrunk;		   /* RSS decreases seen (any cause) */
+	uint64_t events;	   /* growth events received */
+	uint64_t stacks_lost;	   /* events whose stack never reached us */
+	uint64_t pages_untracked;  /* growth not tracked by address (cap reached, or no address) */
+	uint64_t allocs_untracked; /* sampled allocations whose free cannot be seen (caps) */
 };
 
 /* A profile that symbolizes stacks from target t as they arrive (t may be NULL for a profile
@@ -62,6 +77,10 @@ void profile_extend_to(struct profile *p, double at);
 
 /* Sites sorted by net bytes (grown - released), biggest first; valid until the next add. */
 const struct profile_site *const *profile_sites(struct profile *p, size_t *n);
+/* The oldest sampled allocations of a site that are still alive, oldest first; returns how many
+ * were written to out (at most max). */
+size_t profile_oldest_live(const struct profile *p, const struct profile_site *s,
+			   struct profile_live *out, size_t max);
 /* Threads sorted by bytes, biggest first. */
 const struct profile_thread *profile_threads(struct profile *p, size_t *n);
 const struct profile_totals *profile_totals(const struct profile *p);
@@ -77,6 +96,10 @@ struct profile_delta {
 	int64_t grown;	  /* bytes grown since the last take */
 	int64_t released; /* bytes released since the last take */
 	uint64_t samples;
+	/* allocator sources (all 0 for growth): changes of the estimated counts, of the
+	 * variances, and of the number of sampled allocations alive */
+	double allocs, frees, var_grown, var_live;
+	int64_t live_samples;
 };
 
 struct profile_delta_sink {
@@ -106,6 +129,8 @@ int profile_set_stack(struct profile *p, uint32_t id, const struct profile_frame
 int profile_add_delta(struct profile *p, const struct profile_delta *d, double at);
 /* Adds bytes to a thread. */
 int profile_add_thread(struct profile *p, uint32_t tid, int64_t bytes);
+/* Adds a surviving sampled allocation to a defined site (what profile_oldest_live reports). */
+int profile_add_live(struct profile *p, uint32_t id, const struct profile_live *l);
 /* Replaces the totals (as recorded). */
 void profile_set_totals(struct profile *p, const struct profile_totals *t);
 

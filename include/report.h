@@ -21,6 +21,9 @@ struct report_meta {
 	uint64_t rss_end;   /* ... when it stopped (0: the target had exited) */
 	uint64_t counters[PMS_CNT_MAX];
 	unsigned budget_per_sec; /* 0: no limit */
+	uint64_t rate;		 /* allocator sources: mean bytes between samples; 0 for growth */
+	char allocator[32];	 /* allocator sources: "glibc", "cpython 3.12"... */
+	double coverage; /* allocator sources: share of allocations the probes see; <0 unknown */
 	unsigned max_depth;
 	double profiler_cpu; /* seconds of CPU pymemspy used */
 	uint64_t profiler_max_rss;

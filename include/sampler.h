@@ -6,16 +6,27 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "allocators.h"
 #include "errors.h"
 #include "pymemspy.h"
 #include "pytarget.h"
 
 struct sampler;
 
+enum sampler_source {
+	SAMPLER_GROWTH = 0,   /* resident growth: rss_stat, page faults, releasing syscalls */
+	SAMPLER_MALLOC = 1,   /* uprobes on the malloc family and free */
+	SAMPLER_PYMALLOC = 2, /* uprobes on CPython's allocator table functions */
+};
+
 struct sampler_opts {
+	enum sampler_source source;
 	unsigned max_depth;	 /* frames per stack, 1..PMS_MAX_DEPTH */
-	unsigned budget_per_sec; /* stack walks per second before sampling; 0: no limit */
+	unsigned budget_per_sec; /* growth: stack walks per second before sampling; 0: no limit */
+	uint64_t rate;		 /* allocator sources: mean bytes between samples */
+	unsigned max_live;	 /* allocator sources: sampled allocations followed (0: default) */
 	bool verbose;		 /* show libbpf's messages */
 };
 
@@ -23,14 +34,24 @@ struct sampler_opts {
  * it). A non-zero return stops the current poll and is returned by sampler_poll. */
 typedef int (*sampler_event_fn)(const struct pms_event *ev, size_t size, void *ctx);
 
-/* Loads and attaches the growth programs for the target. Errors (message in err): -EPERM when a
- * privilege is missing, -PMS_ENOFEATURE when the kernel lacks what they need. */
+/* Loads and attaches the programs of opts->source for the target. Errors (message in err): -EPERM
+ * when a privilege is missing, -PMS_ENOFEATURE when the kernel lacks what they need. */
 int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_event_fn fn,
 		 void *ctx, struct sampler **out, struct pms_error *err);
 
 /* Delivers pending events, waiting at most timeout_ms for the first one. Returns the number of
  * events delivered or a negative errno (-EINTR when a signal interrupted the wait). */
 int sampler_poll(struct sampler *s, int timeout_ms);
+
+/* "growth", "malloc", "pymalloc" -> source; *name gets the canonical name. 0 or -EINVAL. */
+int sampler_parse_source(const char *text, enum sampler_source *out, const char **name);
+
+/* Tells the user, once attached, what an allocator source probes, what it costs, and what it
+ * cannot see. Nothing for growth. */
+void sampler_describe(const struct sampler *s, FILE *out);
+
+/* The probed allocator functions (allocator sources), else NULL. */
+const struct alloc_probes *sampler_probes(const struct sampler *s);
 
 /* Detaches the programs but keeps the maps: the ring buffer can still be drained and the
  * counters read, and they no longer change. */

@@ -22,6 +22,38 @@ int cli_parse_long(const char *s, long min, long max, long *out)
 	return 0;
 }
 
+int cli_parse_bytes(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	static const char suffixes[] = "kmg";
+	unsigned long long v;
+	char *end = NULL;
+	const char *unit;
+	unsigned shift = 0;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end) {
+		unit = strchr(suffixes, end[0] | 0x20);
+		if (!unit || !*unit)
+			return -EINVAL;
+		shift = 10 * (unsigned)(unit - suffixes + 1);
+		end++;
+		if (strcmp(end, "") != 0 && strcmp(end, "iB") != 0 && strcmp(end, "B") != 0)
+			return -EINVAL;
+		if (v > (~0ULL >> shift))
+			return -EINVAL;
+		v <<= shift;
+	}
+	if (v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 int cli_parse_pid(const char *s, pid_t *out)
 {
 	long v;

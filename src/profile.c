@@ -1,6 +1,7 @@
 #include "profile.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,14 @@
 #define PROFILE_MAX_BUCKETS 1024	  /* series keep their length by widening buckets */
 #define PROFILE_MAX_THREADS 4096
 #define PAGE_SIZE_BYTES	    4096
+#define PROFILE_MAX_LIVE    (1u << 20) /* sampled allocations followed until freed */
+
+/* A sampled allocation still alive (allocator sources). */
+struct live_rec {
+	uint64_t addr, size;
+	double at, weight; /* weight: 1/p, what this sample stands for */
+	uint32_t site, tid;
+};
 
 struct site_rec {
 	struct profile_site pub;
@@ -24,6 +33,8 @@ struct site_rec {
 	const struct profile_frame *stack_announced;
 	int64_t grown_taken, released_taken;
 	uint64_t samples_taken;
+	double allocs_taken, frees_taken, var_grown_taken, var_live_taken;
+	uint64_t live_samples_taken;
 };
 
 struct stack_rec {
@@ -50,6 +61,11 @@ struct profile {
 	struct u64map *thread_taken; /* tid -> bytes reported by profile_take_deltas */
 	struct profile_thread *threads;
 	size_t nthreads;
+	struct u64map *live_index; /* address -> index in live */
+	struct live_rec *live;
+	size_t nlive, live_cap;
+	uint32_t *live_holes; /* free slots of live */
+	size_t nholes;
 	double bucket_seconds;
 	size_t nbuckets; /* buckets in use by every series */
 	struct profile_totals totals;
@@ -99,9 +115,10 @@ struct profile *profile_new(struct pytarget *t)
 	p->pages = u64map_new(4096);
 	p->thread_index = u64map_new(64);
 	p->thread_taken = u64map_new(64);
+	p->live_index = u64map_new(1024);
 	p->threads = calloc(PROFILE_MAX_THREADS, sizeof(*p->threads));
-	if ((t && !p->codes) || !p->thread_taken || !p->strings || !p->site_index ||
-	    !p->stack_index || !p->pages || !p->thread_index || !p->threads) {
+	if ((t && !p->codes) || !p->thread_taken || !p->live_index || !p->strings ||
+	    !p->site_index || !p->stack_index || !p->pages || !p->thread_index || !p->threads) {
 		profile_free(p);
 		return NULL;
 	}
@@ -128,6 +145,9 @@ void profile_free(struct profile *p)
 	u64map_free(p->pages);
 	u64map_free(p->thread_index);
 	u64map_free(p->thread_taken);
+	u64map_free(p->live_index);
+	free(p->live);
+	free(p->live_holes);
 	free(p->threads);
 	free(p->sorted);
 	free(p);
@@ -286,15 +306,14 @@ static void charge_thread(struct profile *p, uint32_t tid, int64_t bytes)
 	p->threads[idx].bytes += bytes;
 }
 
-static int add_growth(struct profile *p, const struct pms_event *ev, size_t size, double at)
+/* Charges bytes to the site of an event's stack (or a pseudo-site saying why there is none);
+ * returns the site, SIZE_MAX when out of memory. */
+static size_t charge_site(struct profile *p, const struct pms_event *ev, size_t size, double at,
+			  int64_t bytes)
 {
 	size_t stack = SIZE_MAX, site;
 	const char *pseudo = NULL;
-	int64_t bytes = ev->bytes;
 
-	p->totals.events++;
-	p->totals.grown += bytes;
-	charge_thread(p, ev->tid, bytes);
 	if (ev->flags & PMS_EVF_NO_TSTATE) {
 		pseudo = "<no python thread>";
 	} else if (!ev->stack_id) {
@@ -315,7 +334,7 @@ static int add_growth(struct profile *p, const struct pms_event *ev, size_t size
 		site = st->site;
 	}
 	if (site == SIZE_MAX)
-		return -ENOMEM;
+		return SIZE_MAX;
 	p->sites[site].pub.grown += bytes;
 	p->sites[site].pub.samples++;
 	if (stack != SIZE_MAX && p->stacks[stack].bytes > p->sites[site].best_stack_bytes) {
@@ -323,6 +342,20 @@ static int add_growth(struct profile *p, const struct pms_event *ev, size_t size
 		p->sites[site].pub.stack = p->stacks[stack].frames;
 		p->sites[site].pub.stack_len = p->stacks[stack].nframes;
 	}
+	return site;
+}
+
+static int add_growth(struct profile *p, const struct pms_event *ev, size_t size, double at)
+{
+	int64_t bytes = ev->bytes;
+	size_t site;
+
+	p->totals.events++;
+	p->totals.grown += bytes;
+	charge_thread(p, ev->tid, bytes);
+	site = charge_site(p, ev, size, at, bytes);
+	if (site == SIZE_MAX)
+		return -ENOMEM;
 	/* remember which site grew this page, so that releasing it can be charged back */
 	if (ev->addr && !(ev->flags & PMS_EVF_NO_FAULT) &&
 	    u64map_count(p->pages) < PROFILE_MAX_PAGES) {
@@ -421,6 +454,126 @@ out:
 	free(values);
 }
 
+/* Forgets a followed allocation: freed, or its address handed out again (so it was freed
+ * unseen). The bytes it stood for leave its site's live bytes. */
+static void free_live(struct profile *p, uint64_t addr, double at)
+{
+	struct live_rec *l;
+	struct site_rec *s;
+	uint64_t idx;
+	int64_t bytes;
+
+	if (!u64map_del(p->live_index, addr, &idx) || idx >= p->nlive)
+		return;
+	l = &p->live[idx];
+	s = &p->sites[l->site];
+	bytes = llround((double)l->size * l->weight);
+	s->pub.released += bytes;
+	s->pub.frees += l->weight;
+	s->pub.var_live -= (double)l->size * (double)l->size * l->weight * (l->weight - 1);
+	if (s->pub.var_live < 0)
+		s->pub.var_live = 0;
+	s->pub.live_samples--;
+	p->totals.released += bytes;
+	charge_thread(p, l->tid, -bytes);
+	series_add(p, l->site, at, -bytes);
+	l->weight = 0; /* a hole */
+	p->live_holes[p->nholes++] = (uint32_t)idx;
+}
+
+/* A slot in live, or SIZE_MAX at the cap. */
+static size_t live_slot(struct profile *p)
+{
+	if (p->nholes)
+		return p->live_holes[--p->nholes];
+	if (p->nlive == PROFILE_MAX_LIVE)
+		return SIZE_MAX;
+	if (p->nlive == p->live_cap) {
+		size_t cap = p->live_cap ? 2 * p->live_cap : 1024;
+		struct live_rec *n = realloc(p->live, cap * sizeof(*n));
+		uint32_t *h = realloc(p->live_holes, cap * sizeof(*h));
+
+		if (h)
+			p->live_holes = h;
+		if (!n || !h) {
+			if (n)
+				p->live = n;
+			return SIZE_MAX;
+		}
+		p->live = n;
+		p->live_cap = cap;
+	}
+	return p->nlive++;
+}
+
+static int add_alloc(struct profile *p, const struct pms_event *ev, size_t size, double at)
+{
+	/* addr2 is the probability the kernel sampled it with, in units of 2^-32 */
+	double weight = ev->addr2 ? (double)PMS_P_ONE / (double)ev->addr2 : 1.0;
+	double var = (double)ev->len * (double)ev->len * weight * (weight - 1);
+	int64_t bytes = llround((double)ev->len * weight);
+	struct site_rec *s;
+	size_t site, slot;
+
+	/* the allocator handed this address out again: the block we followed was freed unseen */
+	free_live(p, ev->addr, at);
+	p->totals.events++;
+	p->totals.grown += bytes;
+	charge_thread(p, ev->tid, bytes);
+	site = charge_site(p, ev, size, at, bytes);
+	if (site == SIZE_MAX)
+		return -ENOMEM;
+	s = &p->sites[site];
+	s->pub.allocs += weight;
+	s->pub.var_grown += var;
+	slot = ev->flags & PMS_EVF_UNTRACKED ? SIZE_MAX : live_slot(p);
+	if (slot == SIZE_MAX || u64map_put(p->live_index, ev->addr, slot)) {
+		/* never followed to its free: it stays allocated, not live */
+		if (slot != SIZE_MAX)
+			p->live_holes[p->nholes++] = (uint32_t)slot;
+		p->totals.allocs_untracked++;
+		s->pub.released += bytes;
+		s->pub.frees += weight;
+		charge_thread(p, ev->tid, -bytes);
+		return 0;
+	}
+	p->live[slot] = (struct live_rec){
+	    .addr = ev->addr,
+	    .size = ev->len,
+	    .at = at,
+	    .weight = weight,
+	    .site = (uint32_t)site,
+	    .tid = ev->tid,
+	};
+	s->pub.var_live += var;
+	s->pub.live_samples++;
+	return series_add(p, site, at, bytes);
+}
+
+size_t profile_oldest_live(const struct profile *p, const struct profile_site *s,
+			   struct profile_live *out, size_t max)
+{
+	size_t n = 0;
+
+	/* insertion into a short sorted list: max is a handful */
+	for (size_t i = 0; i < p->nlive && max; i++) {
+		const struct live_rec *l = &p->live[i];
+		size_t k;
+
+		if (l->weight == 0 || &p->sites[l->site].pub != s)
+			continue;
+		if (n == max && l->at >= out[n - 1].at)
+			continue;
+		k = n < max ? n++ : n - 1;
+		while (k > 0 && out[k - 1].at > l->at) {
+			out[k] = out[k - 1];
+			k--;
+		}
+		out[k] = (struct profile_live){l->at, l->size, l->addr, l->tid};
+	}
+	return n;
+}
+
 int profile_add_event(struct profile *p, const struct pms_event *ev, size_t size, double at)
 {
 	if (!p->target)
@@ -436,6 +589,11 @@ int profile_add_event(struct profile *p, const struct pms_event *ev, size_t size
 		return 0;
 	case PMS_EV_MOVE:
 		add_move(p, ev);
+		return 0;
+	case PMS_EV_ALLOC:
+		return add_alloc(p, ev, size, at);
+	case PMS_EV_FREE:
+		free_live(p, ev->addr, at);
 		return 0;
 	default:
 		return 0;
@@ -505,7 +663,8 @@ size_t profile_memory(const struct profile *p)
 		       u64map_bytes(p->stack_index) + u64map_bytes(p->pages) +
 		       u64map_bytes(p->thread_index) + p->sites_cap * sizeof(*p->sites) +
 		       p->stacks_cap * sizeof(*p->stacks) +
-		       PROFILE_MAX_THREADS * sizeof(*p->threads);
+		       PROFILE_MAX_THREADS * sizeof(*p->threads) + u64map_bytes(p->live_index) +
+		       p->live_cap * (sizeof(*p->live) + sizeof(*p->live_holes));
 
 	for (size_t i = 0; i < p->nsites; i++)
 		total += p->sites[i].series_cap * sizeof(int64_t);
@@ -544,13 +703,24 @@ int profile_take_deltas(struct profile *p, const struct profile_delta_sink *sink
 		    .grown = s->pub.grown - s->grown_taken,
 		    .released = s->pub.released - s->released_taken,
 		    .samples = s->pub.samples - s->samples_taken,
+		    .allocs = s->pub.allocs - s->allocs_taken,
+		    .frees = s->pub.frees - s->frees_taken,
+		    .var_grown = s->pub.var_grown - s->var_grown_taken,
+		    .var_live = s->pub.var_live - s->var_live_taken,
+		    .live_samples = (int64_t)s->pub.live_samples - (int64_t)s->live_samples_taken,
 		};
 
-		if (!d.grown && !d.released && !d.samples)
+		if (!d.grown && !d.released && !d.samples && !d.allocs && !d.frees &&
+		    !d.live_samples)
 			continue;
 		s->grown_taken = s->pub.grown;
 		s->released_taken = s->pub.released;
 		s->samples_taken = s->pub.samples;
+		s->allocs_taken = s->pub.allocs;
+		s->frees_taken = s->pub.frees;
+		s->var_grown_taken = s->pub.var_grown;
+		s->var_live_taken = s->pub.var_live;
+		s->live_samples_taken = s->pub.live_samples;
 		if (sink->delta && (ret = sink->delta(sink->ctx, &d)))
 			return ret;
 	}
@@ -639,15 +809,46 @@ int profile_add_delta(struct profile *p, const struct profile_delta *d, double a
 	s->pub.grown += d->grown;
 	s->pub.released += d->released;
 	s->pub.samples += d->samples;
+	s->pub.allocs += d->allocs;
+	s->pub.frees += d->frees;
+	s->pub.var_grown += d->var_grown;
+	s->pub.var_live += d->var_live;
+	s->pub.live_samples = (uint64_t)((int64_t)s->pub.live_samples + d->live_samples);
 	s->grown_taken = s->pub.grown;
 	s->released_taken = s->pub.released;
 	s->samples_taken = s->pub.samples;
+	s->allocs_taken = s->pub.allocs;
+	s->frees_taken = s->pub.frees;
+	s->var_grown_taken = s->pub.var_grown;
+	s->var_live_taken = s->pub.var_live;
+	s->live_samples_taken = s->pub.live_samples;
 	return series_add(p, d->site, at, d->grown - d->released);
 }
 
 int profile_add_thread(struct profile *p, uint32_t tid, int64_t bytes)
 {
 	charge_thread(p, tid, bytes);
+	return 0;
+}
+
+int profile_add_live(struct profile *p, uint32_t id, const struct profile_live *l)
+{
+	size_t slot;
+
+	if (id >= p->nsites)
+		return -EINVAL;
+	slot = live_slot(p);
+	if (slot == SIZE_MAX)
+		return -ENOMEM;
+	/* not indexed by address: a rebuilt profile takes no frees */
+	p->live[slot] = (struct live_rec){
+	    .addr = l->addr,
+	    .size = l->size,
+	    .at = l->at,
+	    .weight = 1,
+	    .site = id,
+	    .tid = l->tid,
+	};
 	return 0;
 }
 

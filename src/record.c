@@ -17,7 +17,8 @@
 #include "report.h"
 #include "sampler.h"
 
-#define RECORD_DEFAULT_BUDGET 500 /* stack walks per second */
+#define RECORD_DEFAULT_BUDGET 500	  /* stack walks per second */
+#define RECORD_DEFAULT_RATE   (64 * 1024) /* bytes between allocation samples, on average */
 #define RECORD_DEFAULT_TOP    10
 #define RECORD_POLL_MS	      100
 
@@ -64,8 +65,9 @@ static void usage(FILE *out)
 {
 	fprintf(
 	    out,
-	    "Usage: pymemspy record --pid PID [--duration S] [--events growth] [--max-depth N]\n"
-	    "                       [--budget N] [--top N] [-o FILE [--force]] [--json]\n"
+	    "Usage: pymemspy record --pid PID [--duration S] [--events SOURCE] [--max-depth N]\n"
+	    "                       [--budget N] [--rate BYTES] [--top N] [-o FILE [--force]]\n"
+	    "                       [--json]\n"
 	    "                       [--quiet] [--verbose]\n\n"
 	    "Attaches to a running CPython process with eBPF, charges the memory it grows to\n"
 	    "the Python call sites that grow it, and prints the leak candidates and the top\n"
@@ -76,10 +78,19 @@ static void usage(FILE *out)
 	    "  -d, --duration S     stop after S seconds (default: until Ctrl-C)\n"
 	    "  -e, --events SOURCE  growth: resident memory the target gains (page faults and\n"
 	    "                       RSS changes), and the ranges it releases (default)\n"
+	    "                       malloc: uprobes on the malloc family and free (libc, or\n"
+	    "                       jemalloc/tcmalloc/mimalloc): allocated, freed and live\n"
+	    "                       bytes of objects over 512 bytes and C extensions\n"
+	    "                       pymalloc: uprobes on CPython's own allocators: every\n"
+	    "                       Python allocation; heavy (the target runs several times\n"
+	    "                       slower), for staging\n"
 	    "      --max-depth N    frames per stack, 1 to %d (default %d)\n"
 	    "      --budget N       stack walks per second before sampling starts; sampled\n"
 	    "                       growth is weighted so that estimates stay unbiased\n"
 	    "                       (default %d; 0: no limit)\n"
+	    "  -r, --rate BYTES     allocator sources: mean bytes between two sampled\n"
+	    "                       allocations (K, M suffixes; default %uK); an allocation\n"
+	    "                       of s bytes is sampled with chance 1-exp(-s/BYTES)\n"
 	    "  -n, --top N          sites in the text report (default %d)\n"
 	    "  -o, --output FILE    also write the recording to FILE as it goes (mode 0600);\n"
 	    "                       read it back with 'pymemspy report FILE'\n"
@@ -95,7 +106,8 @@ static void usage(FILE *out)
 	    "  sudo pymemspy record --pid 4242 --duration 30 --json > report.json\n"
 	    "  sudo pymemspy record --pid 4242 -o app.pmsrec   # then: pymemspy report "
 	    "app.pmsrec\n",
-	    PMS_MAX_DEPTH, PMS_MAX_DEPTH, RECORD_DEFAULT_BUDGET, RECORD_DEFAULT_TOP);
+	    PMS_MAX_DEPTH, PMS_MAX_DEPTH, RECORD_DEFAULT_BUDGET, RECORD_DEFAULT_RATE / 1024,
+	    RECORD_DEFAULT_TOP);
 }
 
 static void status_line(const struct recording *r, double elapsed, bool final)
@@ -104,6 +116,20 @@ static void status_line(const struct recording *r, double elapsed, bool final)
 	char grown[32];
 
 	sampler_counters(r->sampler, c);
+	if (sampler_probes(r->sampler)) {
+		const struct profile_totals *t = profile_totals(r->profile);
+
+		report_format_bytes((double)(t->grown - t->released), grown, sizeof(grown));
+		fprintf(stderr,
+			"\r[%6.1fs] allocations %llu, sampled %llu, frees matched %llu, live %s, "
+			"dropped %llu   %s",
+			elapsed, (unsigned long long)c[PMS_CNT_ALLOC_CALLS],
+			(unsigned long long)c[PMS_CNT_ALLOC_SAMPLES],
+			(unsigned long long)c[PMS_CNT_FREES_MATCHED], grown,
+			(unsigned long long)c[PMS_CNT_RINGBUF_FULL], final ? "\n" : "");
+		fflush(stderr);
+		return;
+	}
 	report_format_bytes((double)profile_totals(r->profile)->grown, grown, sizeof(grown));
 	fprintf(stderr,
 		"\r[%6.1fs] rss events %llu, samples %llu, growth +%s, sampled out %llu, dropped "
@@ -147,7 +173,8 @@ static void file_tick(struct recording *r, double at)
 		file_failed(r, ret);
 }
 
-static void file_start(struct recording *r, const struct sampler_opts *sopts, uint64_t rss_start)
+static void file_start(struct recording *r, const struct sampler_opts *sopts, const char *events,
+		       uint64_t rss_start)
 {
 	const struct pyversion *v = pytarget_version(r->target);
 	struct recfile_meta m;
@@ -158,7 +185,7 @@ static void file_start(struct recording *r, const struct sampler_opts *sopts, ui
 	snprintf(m.comm, sizeof(m.comm), "%s", proc_comm(pytarget_proc(r->target)));
 	snprintf(m.python_version, sizeof(m.python_version), "%s", v->text);
 	snprintf(m.python_build, sizeof(m.python_build), "%s", pylayout_build_name(v->build));
-	snprintf(m.events, sizeof(m.events), "growth");
+	snprintf(m.events, sizeof(m.events), "%s", events);
 	m.rss_start = rss_start;
 	m.budget_per_sec = sopts->budget_per_sec;
 	m.max_depth = sopts->max_depth;
@@ -199,22 +226,17 @@ static void file_close(struct recording *r, const struct report_meta *meta)
 int cmd_record(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"pid", required_argument, NULL, 'p'},
-	    {"duration", required_argument, NULL, 'd'},
-	    {"events", required_argument, NULL, 'e'},
-	    {"max-depth", required_argument, NULL, 'D'},
-	    {"budget", required_argument, NULL, 'B'},
-	    {"top", required_argument, NULL, 'n'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"quiet", no_argument, NULL, 'q'},
-	    {"verbose", no_argument, NULL, 'v'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"output", required_argument, NULL, 'o'},
-	    {"force", no_argument, NULL, 'f'},
-	    {NULL, 0, NULL, 0},
+	    {"pid", required_argument, NULL, 'p'},    {"duration", required_argument, NULL, 'd'},
+	    {"events", required_argument, NULL, 'e'}, {"max-depth", required_argument, NULL, 'D'},
+	    {"budget", required_argument, NULL, 'B'}, {"rate", required_argument, NULL, 'r'},
+	    {"top", required_argument, NULL, 'n'},    {"json", no_argument, NULL, 'j'},
+	    {"quiet", no_argument, NULL, 'q'},	      {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},	      {"output", required_argument, NULL, 'o'},
+	    {"force", no_argument, NULL, 'f'},	      {NULL, 0, NULL, 0},
 	};
 	struct sampler_opts sopts = {.max_depth = PMS_MAX_DEPTH,
-				     .budget_per_sec = RECORD_DEFAULT_BUDGET};
+				     .budget_per_sec = RECORD_DEFAULT_BUDGET,
+				     .rate = RECORD_DEFAULT_RATE};
 	struct report_meta meta = {.events = "growth", .top = RECORD_DEFAULT_TOP};
 	struct sigaction sa = {0}, old_int, old_term;
 	struct pms_error err = {{0}};
@@ -227,7 +249,7 @@ int cmd_record(int argc, char **argv)
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:d:e:n:o:fjqvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:d:e:r:n:o:fjqvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cli_parse_pid(optarg, &pid))
@@ -240,10 +262,15 @@ int cmd_record(int argc, char **argv)
 						       "of seconds");
 			break;
 		case 'e':
-			if (strcmp(optarg, "growth") != 0)
+			if (sampler_parse_source(optarg, &sopts.source, &meta.events))
 				return cli_usage_error("record",
-						       "--events: the available source is "
-						       "'growth'");
+						       "--events: the sources are 'growth', "
+						       "'malloc' and 'pymalloc'");
+			break;
+		case 'r':
+			if (cli_parse_bytes(optarg, PMS_RATE_MIN, PMS_RATE_MAX, &sopts.rate))
+				return cli_usage_error("record",
+						       "--rate needs a byte count from 64 to 64M");
 			break;
 		case 'D':
 			if (cli_parse_long(optarg, 1, PMS_MAX_DEPTH, &v))
@@ -320,11 +347,13 @@ int cmd_record(int argc, char **argv)
 	r.start_ns = monotonic_ns();
 	proc_rss(pytarget_proc(r.target), &meta.rss_start);
 	if (r.file)
-		file_start(&r, &sopts, meta.rss_start);
+		file_start(&r, &sopts, meta.events, meta.rss_start);
 	meta.ended_by = "signal";
 	if (!json || !quiet)
 		fprintf(stderr, "pymemspy: recording pid %d (Python %s); Ctrl-C to stop\n", pid,
 			pytarget_version(r.target)->text);
+	if (!quiet || !json)
+		sampler_describe(r.sampler, stderr);
 	while (!stop_requested) {
 		int n = sampler_poll(r.sampler, RECORD_POLL_MS);
 
@@ -367,6 +396,11 @@ int cmd_record(int argc, char **argv)
 		proc_rss(pytarget_proc(r.target), &meta.rss_end);
 	sampler_counters(r.sampler, meta.counters);
 	meta.bpf_map_bytes = sampler_map_bytes(r.sampler);
+	if (sampler_probes(r.sampler)) {
+		snprintf(meta.allocator, sizeof(meta.allocator), "%s",
+			 sampler_probes(r.sampler)->allocator);
+		meta.coverage = sampler_probes(r.sampler)->coverage;
+	}
 	sampler_close(r.sampler);
 	r.sampler = NULL;
 	if (r.error) {
@@ -379,6 +413,7 @@ int cmd_record(int argc, char **argv)
 	meta.python = pytarget_version(r.target);
 	meta.duration = elapsed;
 	meta.budget_per_sec = sopts.budget_per_sec;
+	meta.rate = sopts.source == SAMPLER_GROWTH ? 0 : sopts.rate;
 	meta.max_depth = sopts.max_depth;
 	meta.profile_bytes = profile_memory(r.profile);
 	getrusage(RUSAGE_SELF, &ru);

@@ -78,6 +78,119 @@ static void print_stack(FILE *out, const struct profile_site *s)
 		fprintf(out, "        ... %zu more frames\n", s->stack_len - REPORT_STACK_LINES);
 }
 
+static bool allocator_source(const struct report_meta *m)
+{
+	return m->rate > 0;
+}
+
+/* Half-width of the 95% interval of an estimate whose variance is var. */
+static double error95(double var)
+{
+	return var > 0 ? 1.96 * sqrt(var) : 0;
+}
+
+#define REPORT_OLDEST 3
+
+static void print_alloc_summary(FILE *out, struct profile *p, const struct report_meta *m)
+{
+	const struct profile_site *const *sites;
+	double var_live = 0, var_grown = 0, allocs = 0, frees = 0;
+	int64_t grown = 0, released = 0;
+	char a[32], b[32], c[32], d[32], r[32];
+	size_t n;
+
+	sites = profile_sites(p, &n);
+	for (size_t i = 0; i < n; i++) {
+		grown += sites[i]->grown;
+		released += sites[i]->released;
+		var_grown += sites[i]->var_grown;
+		var_live += sites[i]->var_live;
+		allocs += sites[i]->allocs;
+		frees += sites[i]->frees;
+	}
+	report_format_bytes((double)grown, a, sizeof(a));
+	report_format_bytes((double)released, b, sizeof(b));
+	report_format_bytes((double)(grown - released), c, sizeof(c));
+	report_format_bytes(error95(var_live), d, sizeof(d));
+	report_format_bytes((double)m->rate, r, sizeof(r));
+	fprintf(out,
+		"Allocated: %s in %.0f allocations (estimated), %s freed, %s live at the end "
+		"(+/- %s)\n",
+		a, allocs, b, c, d);
+	fprintf(out,
+		"Sampling: %s (%s): %llu of %llu allocation calls sampled, each allocation of s "
+		"bytes with chance 1-exp(-s/%s) and counted 1/chance times; +/- is a 95%% "
+		"interval\n",
+		m->allocator[0] ? m->allocator : "allocator", m->events,
+		(unsigned long long)m->counters[PMS_CNT_ALLOC_SAMPLES],
+		(unsigned long long)m->counters[PMS_CNT_ALLOC_CALLS], r);
+	if (m->coverage >= 0 && m->coverage < 0.999)
+		fprintf(out,
+			"Coverage: the probed functions see about %.0f%% of this interpreter's "
+			"allocations (its fast path is inlined into callers): scale accordingly\n",
+			100 * m->coverage);
+	else if (m->coverage < 0)
+		fprintf(out, "Coverage: unknown; this build may serve some allocations without "
+			     "calling the probed functions\n");
+	fprintf(out,
+		"Counters: allocation calls %llu, frees %llu, sampled %llu, frees of samples %llu, "
+		"nested calls %llu, live map full %llu, read errors %llu, no thread state %llu, "
+		"truncated %llu, ring buffer full %llu, stacks lost %llu\n",
+		(unsigned long long)m->counters[PMS_CNT_ALLOC_CALLS],
+		(unsigned long long)m->counters[PMS_CNT_FREE_CALLS],
+		(unsigned long long)m->counters[PMS_CNT_ALLOC_SAMPLES],
+		(unsigned long long)m->counters[PMS_CNT_FREES_MATCHED],
+		(unsigned long long)m->counters[PMS_CNT_NESTED],
+		(unsigned long long)m->counters[PMS_CNT_LIVE_FULL],
+		(unsigned long long)m->counters[PMS_CNT_READ_ERRORS],
+		(unsigned long long)m->counters[PMS_CNT_NO_TSTATE],
+		(unsigned long long)m->counters[PMS_CNT_TRUNCATED],
+		(unsigned long long)m->counters[PMS_CNT_RINGBUF_FULL],
+		(unsigned long long)profile_totals(p)->stacks_lost);
+	if (m->counters[PMS_CNT_LIVE_FULL])
+		fprintf(out,
+			"Warning: the kernel's map of sampled allocations was full %llu times: "
+			"those allocations count as allocated but not as live\n",
+			(unsigned long long)m->counters[PMS_CNT_LIVE_FULL]);
+}
+
+static void print_alloc_sites(FILE *out, struct profile *p, const struct report_meta *m,
+			      const struct profile_site *const *sites, size_t nsites)
+{
+	char a[32], b[32], c[32], d[32];
+	size_t shown = 0;
+
+	fprintf(out, "\nTop sites by live bytes\n");
+	fprintf(out, "  %-3s %10s %11s %11s %11s %9s %8s  %s\n", "#", "LIVE", "+/-", "ALLOCATED",
+		"FREED", "ALLOCS", "SAMPLES", "FUNCTION (FILE:LINE)");
+	for (size_t i = 0; i < nsites && shown < m->top; i++) {
+		const struct profile_site *s = sites[i];
+		struct profile_live oldest[REPORT_OLDEST];
+		size_t nold;
+
+		if (net(s) <= 0)
+			continue;
+		shown++;
+		report_format_bytes((double)net(s), a, sizeof(a));
+		report_format_bytes(error95(s->var_live), b, sizeof(b));
+		report_format_bytes((double)s->grown, c, sizeof(c));
+		report_format_bytes((double)s->released, d, sizeof(d));
+		fprintf(out, "  %-3zu %10s %11s %11s %11s %9.0f %8llu  %s (%s:%d)\n", shown, a, b,
+			c, d, s->allocs, (unsigned long long)s->samples, s->function, s->file,
+			s->line);
+		print_stack(out, s);
+		nold = profile_oldest_live(p, s, oldest, REPORT_OLDEST);
+		for (size_t k = 0; k < nold; k++) {
+			report_format_bytes((double)oldest[k].size, a, sizeof(a));
+			fprintf(out, "        %s %s allocated at %.1f s (%.1f s old), thread %u\n",
+				k ? "      " : "oldest:", a, oldest[k].at,
+				m->duration - oldest[k].at, oldest[k].tid);
+		}
+	}
+	if (shown == 0)
+		fprintf(out, "  (no sampled allocation was still alive at the end)\n");
+}
+
 void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 {
 	const struct profile_totals *t = profile_totals(p);
@@ -103,6 +216,10 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 		m->events);
 	if (m->rss_end)
 		fprintf(out, "Target RSS: %s -> %s (%s)\n", a, b, c);
+	if (allocator_source(m)) {
+		print_alloc_summary(out, p, m);
+		goto candidates;
+	}
 	report_format_bytes((double)t->grown, a, sizeof(a));
 	report_format_bytes((double)t->released, b, sizeof(b));
 	report_format_bytes((double)t->shrunk, c, sizeof(c));
@@ -131,6 +248,7 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 		(unsigned long long)m->counters[PMS_CNT_RINGBUF_FULL],
 		(unsigned long long)t->stacks_lost);
 
+candidates:
 	fprintf(out, "\nLeak candidates\n");
 	if (ncands == 0) {
 		report_format_bytes(leaks_min_rate(m->duration), a, sizeof(a));
@@ -153,6 +271,10 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 		print_stack(out, s);
 	}
 
+	if (allocator_source(m)) {
+		print_alloc_sites(out, p, m, sites, nsites);
+		return;
+	}
 	fprintf(out, "\nTop sites by resident growth\n");
 	fprintf(out, "  %-3s %10s %6s %11s %8s  %s\n", "#", "RESIDENT", "SHARE", "RATE", "SAMPLES",
 		"FUNCTION (FILE:LINE)");
@@ -183,6 +305,35 @@ void report_json_stack(struct json *j, const struct profile_frame *frames, size_
 		json_kv_string(j, "function", frames[f].function);
 		json_kv_string(j, "file", frames[f].file);
 		json_kv_int(j, "line", frames[f].line);
+		json_object_end(j);
+	}
+	json_array_end(j);
+}
+
+/* The allocator sources' figures of a site: estimates, their 95% error, the oldest survivors. */
+static void json_alloc_site(struct json *j, const struct profile *p, const struct profile_site *s,
+			    const struct report_meta *m)
+{
+	struct profile_live oldest[REPORT_OLDEST];
+	size_t n = profile_oldest_live(p, s, oldest, REPORT_OLDEST);
+
+	json_kv_int(j, "allocated", s->grown);
+	json_kv_int(j, "freed", s->released);
+	json_kv_int(j, "live", net(s));
+	json_kv_double(j, "allocated_error", error95(s->var_grown));
+	json_kv_double(j, "live_error", error95(s->var_live));
+	json_kv_double(j, "allocated_count", s->allocs);
+	json_kv_double(j, "freed_count", s->frees);
+	json_kv_double(j, "live_count", s->allocs - s->frees);
+	json_kv_uint(j, "live_samples", s->live_samples);
+	json_key(j, "oldest_live");
+	json_array_begin(j);
+	for (size_t k = 0; k < n; k++) {
+		json_object_begin(j);
+		json_kv_double(j, "allocated_at", oldest[k].at);
+		json_kv_double(j, "age", m->duration - oldest[k].at);
+		json_kv_uint(j, "size", oldest[k].size);
+		json_kv_uint(j, "tid", oldest[k].tid);
 		json_object_end(j);
 	}
 	json_array_end(j);
@@ -254,6 +405,8 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 		json_kv_double(j, "rate", site_rate(s, m->duration));
 		json_kv_uint(j, "samples", s->samples);
 		json_kv_double(j, "first_seen", s->first_seen);
+		if (allocator_source(m))
+			json_alloc_site(j, p, s, m);
 		report_json_stack(j, s->stack, s->stack_len);
 		json_object_end(j);
 	}
@@ -290,6 +443,15 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	json_kv_uint(j, "budget_per_sec", m->budget_per_sec);
 	json_kv_uint(j, "max_depth", m->max_depth);
 	json_kv_bool(j, "budget_exceeded", m->counters[PMS_CNT_BUDGET_SKIPPED] > 0);
+	if (allocator_source(m)) {
+		json_kv_uint(j, "rate", m->rate);
+		json_kv_string(j, "allocator", m->allocator);
+		json_key(j, "coverage");
+		if (m->coverage >= 0)
+			json_double(j, m->coverage);
+		else
+			json_null(j);
+	}
 	json_object_end(j);
 
 	json_key(j, "profiler");
@@ -315,6 +477,13 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	json_kv_uint(j, "no_thread_state", m->counters[PMS_CNT_NO_TSTATE]);
 	json_kv_uint(j, "truncated", m->counters[PMS_CNT_TRUNCATED]);
 	json_kv_uint(j, "releases", m->counters[PMS_CNT_RELEASES]);
+	json_kv_uint(j, "alloc_calls", m->counters[PMS_CNT_ALLOC_CALLS]);
+	json_kv_uint(j, "free_calls", m->counters[PMS_CNT_FREE_CALLS]);
+	json_kv_uint(j, "alloc_samples", m->counters[PMS_CNT_ALLOC_SAMPLES]);
+	json_kv_uint(j, "frees_matched", m->counters[PMS_CNT_FREES_MATCHED]);
+	json_kv_uint(j, "nested_calls", m->counters[PMS_CNT_NESTED]);
+	json_kv_uint(j, "live_map_full", m->counters[PMS_CNT_LIVE_FULL]);
+	json_kv_uint(j, "allocs_untracked", t->allocs_untracked);
 	json_kv_uint(j, "stacks_lost", t->stacks_lost);
 	json_kv_uint(j, "pages_untracked", t->pages_untracked);
 	json_kv_int(j, "grown", t->grown);

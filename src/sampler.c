@@ -3,17 +3,31 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc.skel.h"
 #include "growth.skel.h"
 #include "host.h"
 
 struct sampler {
-	struct growth_bpf *skel;
+	enum sampler_source source;
+	struct growth_bpf *growth; /* one of the two skeletons, by source */
+	struct alloc_bpf *alloc;
+	struct bpf_object *obj;
+	struct bpf_map *events, *counters;
+	/* allocator sources: the uprobes, entries first (detached first), then returns */
+	struct bpf_link **links; /* perf uprobes (kernels before 6.6) */
+	size_t nlinks, nreturns;
+	int *multi_fds; /* uprobe_multi links (6.6+): returns first, then entries */
+	size_t nmulti;
+	int mode; /* enum attach_mode */
+	struct alloc_probes probes;
 	struct ring_buffer *rb;
 	sampler_event_fn fn;
 	void *ctx;
@@ -70,6 +84,298 @@ static int on_ringbuf(void *ctx, void *data, size_t size)
 	return s->fn(data, size, s->ctx);
 }
 
+static int load_failed(int ret, struct pms_error *err)
+{
+	return pms_error_set(
+	    err, ret == -EPERM ? EPERM : PMS_ENOFEATURE,
+	    "the kernel refused our BPF programs (%s); run 'pymemspy doctor' to see "
+	    "why, or --verbose for the verifier's words",
+	    strerror(-ret));
+}
+
+static int open_growth(struct sampler *s, struct pytarget *t, const struct sampler_opts *opts,
+		       struct pms_error *err)
+{
+	int ret;
+
+	s->growth = growth_bpf__open();
+	if (!s->growth)
+		return pms_error_set(err, errno ? errno : EINVAL,
+				     "cannot open the BPF programs: %s", strerror(errno));
+	s->obj = s->growth->obj;
+	s->events = s->growth->maps.events;
+	s->counters = s->growth->maps.counters;
+	s->growth->rodata->cfg.tgid = (uint32_t)proc_pid(pytarget_proc(t));
+	s->growth->rodata->cfg.max_depth = opts->max_depth;
+	s->growth->rodata->cfg.budget_per_sec = opts->budget_per_sec;
+	sampler_fill_offsets(pytarget_layout(t), pytarget_runtime(t), &s->growth->rodata->cfg.py);
+	ret = growth_bpf__load(s->growth);
+	if (ret)
+		return load_failed(ret, err);
+	ret = growth_bpf__attach(s->growth);
+	if (ret)
+		return pms_error_set(err, ret == -EPERM ? EPERM : PMS_ENOFEATURE,
+				     "cannot attach our BPF programs (%s); run 'pymemspy doctor'",
+				     strerror(-ret));
+	return 0;
+}
+
+static bool is_free(enum alloc_fn fn)
+{
+	return fn == ALLOC_FN_FREE || fn == ALLOC_FN_PY_FREE;
+}
+
+/* Where the entry probe of a function sits: on the return probe's address, so that one trap
+ * serves both; only functions without a return probe (free) may sit on a cheaper later
+ * instruction. */
+static uint64_t entry_offset(const struct alloc_probe *p)
+{
+	return p->offset + (is_free(p->fn) ? p->entry_skip : 0);
+}
+
+static int attach_failed(const struct alloc_probe *probe, int e, struct pms_error *err)
+{
+	return pms_error_set(
+	    err, e == EPERM || e == EACCES ? EPERM : PMS_ENOFEATURE,
+	    "cannot put a uprobe on %s in %s (%s)%s", probe->symbol, probe->path, strerror(e),
+	    e == EPERM || e == EACCES
+		? ": uprobes need CAP_SYS_ADMIN on this kernel; run 'pymemspy doctor'"
+		: "");
+}
+
+/* The kernel ABI of BPF_LINK_CREATE for uprobe_multi links (Linux 6.6), which libbpf 1.1 cannot
+ * make: the head of union bpf_attr's link_create, with the uprobe_multi member. */
+struct uprobe_multi_attr {
+	uint32_t prog_fd, target_fd, attach_type, flags;
+	uint64_t path, offsets, ref_ctr_offsets, cookies;
+	uint32_t cnt, multi_flags, pid, pad;
+};
+#define ALLOC_MAX_RANGES	      32 /* MAX_RANGES in bpf/alloc.bpf.c */
+#define PMS_BPF_TRACE_UPROBE_MULTI    48
+#define PMS_BPF_TRACE_UPROBE_SESSION  57
+#define PMS_BPF_F_UPROBE_MULTI_RETURN 1
+
+/* How the allocator probes are attached, best first: sessions (6.13+) give a return probe only
+ * to the calls that need one; multi links (6.6+) attach all functions of a file at once; perf
+ * uprobes work everywhere but cost an RCU grace period each to attach and detach. */
+enum attach_mode { ATTACH_SESSION, ATTACH_MULTI, ATTACH_PERF };
+
+/* One link for every function of one file: entries (or returns), the kind in each cookie. */
+static int link_multi(struct sampler *s, struct bpf_program *prog, const char *path, pid_t pid,
+		      bool returns, bool session, struct pms_error *err)
+{
+	uint64_t *offsets = calloc(s->probes.n, sizeof(*offsets));
+	uint64_t *cookies = calloc(s->probes.n, sizeof(*cookies));
+	struct uprobe_multi_attr a = {0};
+	const struct alloc_probe *first = NULL;
+	uint32_t n = 0;
+	int fd, ret = 0;
+
+	if (!offsets || !cookies) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < s->probes.n; i++) {
+		const struct alloc_probe *p = &s->probes.probes[i];
+
+		/* a session needs its return at the entry; a session entry of free returns 1, so
+		 * it may sit on a later, cheaper instruction */
+		if (strcmp(p->path, path) != 0 || (returns && is_free(p->fn)))
+			continue;
+		first = first ? first : p;
+		offsets[n] = returns ? p->offset : entry_offset(p);
+		cookies[n++] = (uint64_t)p->fn;
+	}
+	if (!n)
+		goto out;
+	a.prog_fd = (uint32_t)bpf_program__fd(prog);
+	a.attach_type = session ? PMS_BPF_TRACE_UPROBE_SESSION : PMS_BPF_TRACE_UPROBE_MULTI;
+	a.path = (uint64_t)(uintptr_t)path;
+	a.offsets = (uint64_t)(uintptr_t)offsets;
+	a.cookies = (uint64_t)(uintptr_t)cookies;
+	a.cnt = n;
+	a.multi_flags = returns ? PMS_BPF_F_UPROBE_MULTI_RETURN : 0;
+	a.pid = (uint32_t)pid;
+	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
+	if (fd < 0) {
+		ret = -errno;
+		if (ret != -EINVAL && ret != -EOPNOTSUPP)
+			ret = attach_failed(first, errno, err);
+		goto out;
+	}
+	s->multi_fds[s->nmulti++] = fd;
+out:
+	free(offsets);
+	free(cookies);
+	return ret;
+}
+
+/* Attaches through uprobe_multi links: two per file, or one session link per file.
+ * -EINVAL/-EOPNOTSUPP: the kernel has no such links. */
+static int attach_multi(struct sampler *s, pid_t pid, bool session, struct pms_error *err)
+{
+	int ret;
+
+	s->multi_fds = calloc(2 * s->probes.n, sizeof(*s->multi_fds));
+	if (!s->multi_fds)
+		return -ENOMEM;
+	if (session) {
+		for (size_t i = 0; i < s->probes.n; i++) {
+			const char *path = s->probes.probes[i].path;
+			bool seen = false;
+
+			for (size_t k = 0; k < i && !seen; k++)
+				seen = strcmp(s->probes.probes[k].path, path) == 0;
+			if (seen)
+				continue;
+			ret = link_multi(s, s->alloc->progs.pms_alloc_session, path, pid, false,
+					 true, err);
+			if (ret)
+				return ret;
+		}
+		return 0;
+	}
+	/* returns before entries: a call caught at its entry must also be caught at its return */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < s->probes.n; i++) {
+			const char *path = s->probes.probes[i].path;
+			bool seen = false;
+
+			for (size_t k = 0; k < i && !seen; k++)
+				seen = strcmp(s->probes.probes[k].path, path) == 0;
+			if (seen)
+				continue;
+			ret = link_multi(s,
+					 pass ? s->alloc->progs.pms_alloc_enter
+					      : s->alloc->progs.pms_alloc_return,
+					 path, pid, !pass, false, err);
+			if (ret)
+				return ret;
+		}
+		if (!pass)
+			s->nreturns = s->nmulti;
+	}
+	return 0;
+}
+
+/* Attaches one perf uprobe per function (kernels before 6.6). */
+static int attach_perf(struct sampler *s, pid_t pid, struct pms_error *err)
+{
+	s->links = calloc(2 * s->probes.n, sizeof(*s->links));
+	if (!s->links)
+		return -ENOMEM;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < s->probes.n; i++) {
+			const struct alloc_probe *p = &s->probes.probes[i];
+			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = !pass,
+				    .bpf_cookie = (uint64_t)p->fn);
+			struct bpf_link *link;
+
+			if (!pass && is_free(p->fn))
+				continue;
+			link = bpf_program__attach_uprobe_opts(
+			    pass ? s->alloc->progs.pms_alloc_enter
+				 : s->alloc->progs.pms_alloc_return,
+			    pid, p->path, pass ? entry_offset(p) : p->offset, &uo);
+			if (!link)
+				return attach_failed(p, errno ? errno : EINVAL, err);
+			s->links[s->nlinks++] = link;
+		}
+		if (!pass)
+			s->nreturns = s->nlinks;
+	}
+	return 0;
+}
+
+static int load_alloc(struct sampler *s, struct pytarget *t, const struct sampler_opts *opts,
+		      enum attach_mode mode, struct pms_error *err)
+{
+	struct bpf_program *enter, *ret_prog, *session;
+	size_t nranges = 0;
+	int ret;
+
+	s->alloc = alloc_bpf__open();
+	if (!s->alloc)
+		return pms_error_set(err, errno ? errno : EINVAL,
+				     "cannot open the BPF programs: %s", strerror(errno));
+	s->obj = s->alloc->obj;
+	s->events = s->alloc->maps.events;
+	s->counters = s->alloc->maps.counters;
+	s->alloc->rodata->cfg.tgid = (uint32_t)proc_pid(pytarget_proc(t));
+	s->alloc->rodata->cfg.max_depth = opts->max_depth;
+	s->alloc->rodata->cfg.rate = opts->rate;
+	sampler_fill_offsets(pytarget_layout(t), pytarget_runtime(t), &s->alloc->rodata->cfg.py);
+	if (opts->max_live)
+		bpf_map__set_max_entries(s->alloc->maps.live, opts->max_live);
+	for (size_t i = 0; i < s->probes.n && nranges < ALLOC_MAX_RANGES; i++) {
+		const struct alloc_probe *p = &s->probes.probes[i];
+
+		if (!p->address || !p->size)
+			continue;
+		s->alloc->rodata->range_start[nranges] = p->address;
+		s->alloc->rodata->range_end[nranges++] = p->address + p->size;
+	}
+	s->alloc->rodata->nranges = (uint32_t)nranges;
+	enter = s->alloc->progs.pms_alloc_enter;
+	ret_prog = s->alloc->progs.pms_alloc_return;
+	session = s->alloc->progs.pms_alloc_session;
+	bpf_program__set_autoload(session, mode == ATTACH_SESSION);
+	bpf_program__set_autoload(enter, mode != ATTACH_SESSION);
+	bpf_program__set_autoload(ret_prog, mode != ATTACH_SESSION);
+	if (mode == ATTACH_SESSION)
+		bpf_program__set_expected_attach_type(session, PMS_BPF_TRACE_UPROBE_SESSION);
+	if (mode == ATTACH_MULTI) {
+		bpf_program__set_expected_attach_type(enter, PMS_BPF_TRACE_UPROBE_MULTI);
+		bpf_program__set_expected_attach_type(ret_prog, PMS_BPF_TRACE_UPROBE_MULTI);
+	}
+	ret = alloc_bpf__load(s->alloc);
+	return ret ? (mode != ATTACH_PERF ? ret : load_failed(ret, err)) : 0;
+}
+
+static void close_multi(struct sampler *s)
+{
+	if (!s->nmulti)
+		return;
+	/* entries (attached last) go first: no call starts that its return would miss */
+	while (s->nmulti)
+		close(s->multi_fds[--s->nmulti]);
+	s->nreturns = 0;
+}
+
+static int open_alloc(struct sampler *s, struct pytarget *t, const struct sampler_opts *opts,
+		      struct pms_error *err)
+{
+	pid_t pid = proc_pid(pytarget_proc(t));
+	int ret;
+
+	ret = allocators_find(
+	    t, opts->source == SAMPLER_PYMALLOC ? ALLOC_SOURCE_PYMALLOC : ALLOC_SOURCE_MALLOC,
+	    &s->probes, err);
+	if (ret)
+		return ret;
+	for (enum attach_mode mode = ATTACH_SESSION; mode < ATTACH_PERF; mode++) {
+		ret = load_alloc(s, t, opts, mode, err);
+		if (!ret)
+			ret = attach_multi(s, pid, mode == ATTACH_SESSION, err);
+		if (!ret) {
+			s->mode = mode;
+			return 0;
+		}
+		/* anything but "this kernel has no such link" is a real failure */
+		if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -E2BIG && ret != -ESRCH &&
+		    ret != -ENOENT)
+			return ret;
+		close_multi(s);
+		free(s->multi_fds);
+		s->multi_fds = NULL;
+		alloc_bpf__destroy(s->alloc);
+		s->alloc = NULL;
+	}
+	s->mode = ATTACH_PERF;
+	ret = load_alloc(s, t, opts, ATTACH_PERF, err);
+	return ret ? ret : attach_perf(s, pid, err);
+}
+
 int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_event_fn fn,
 		 void *ctx, struct sampler **out, struct pms_error *err)
 {
@@ -77,13 +383,15 @@ int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_ev
 	int ret;
 
 	*out = NULL;
-	ret = host_require(HOST_NEEDS_GROWTH, err);
+	ret = host_require(
+	    opts->source == SAMPLER_GROWTH ? HOST_NEEDS_GROWTH : HOST_NEEDS_ALLOCATOR, err);
 	if (ret)
 		return ret;
 	libbpf_set_print(opts->verbose ? verbose_print : quiet_print);
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->source = opts->source;
 	s->fn = fn;
 	s->ctx = ctx;
 	s->ncpus = libbpf_num_possible_cpus();
@@ -91,33 +399,11 @@ int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_ev
 		ret = pms_error_set(err, EINVAL, "cannot count the CPUs");
 		goto fail;
 	}
-	s->skel = growth_bpf__open();
-	if (!s->skel) {
-		ret = pms_error_set(err, errno ? errno : EINVAL, "cannot open the BPF programs: %s",
-				    strerror(errno));
+	ret = opts->source == SAMPLER_GROWTH ? open_growth(s, t, opts, err)
+					     : open_alloc(s, t, opts, err);
+	if (ret)
 		goto fail;
-	}
-	s->skel->rodata->cfg.tgid = (uint32_t)proc_pid(pytarget_proc(t));
-	s->skel->rodata->cfg.max_depth = opts->max_depth;
-	s->skel->rodata->cfg.budget_per_sec = opts->budget_per_sec;
-	sampler_fill_offsets(pytarget_layout(t), pytarget_runtime(t), &s->skel->rodata->cfg.py);
-	ret = growth_bpf__load(s->skel);
-	if (ret) {
-		ret =
-		    pms_error_set(err, ret == -EPERM ? EPERM : PMS_ENOFEATURE,
-				  "the kernel refused our BPF programs (%s); run 'pymemspy doctor' "
-				  "to see why, or --verbose for the verifier's words",
-				  strerror(-ret));
-		goto fail;
-	}
-	ret = growth_bpf__attach(s->skel);
-	if (ret) {
-		ret = pms_error_set(err, ret == -EPERM ? EPERM : PMS_ENOFEATURE,
-				    "cannot attach our BPF programs (%s); run 'pymemspy doctor'",
-				    strerror(-ret));
-		goto fail;
-	}
-	s->rb = ring_buffer__new(bpf_map__fd(s->skel->maps.events), on_ringbuf, s, NULL);
+	s->rb = ring_buffer__new(bpf_map__fd(s->events), on_ringbuf, s, NULL);
 	if (!s->rb) {
 		ret = pms_error_set(err, errno ? errno : ENOMEM, "cannot map the ring buffer: %s",
 				    strerror(errno));
@@ -130,9 +416,106 @@ fail:
 	return ret;
 }
 
+const struct alloc_probes *sampler_probes(const struct sampler *s)
+{
+	return s->alloc ? &s->probes : NULL;
+}
+
+int sampler_parse_source(const char *text, enum sampler_source *out, const char **name)
+{
+	static const char *const names[] = {"growth", "malloc", "pymalloc"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(text, names[i]) == 0) {
+			*out = (enum sampler_source)i;
+			*name = names[i];
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+void sampler_describe(const struct sampler *s, FILE *out)
+{
+	size_t nfree = 0;
+
+	if (!s->alloc)
+		return;
+	for (size_t i = 0; i < s->probes.n; i++)
+		nfree += is_free(s->probes.probes[i].fn);
+	fprintf(out,
+		"pymemspy: %zu uprobes on %s's allocation functions and %zu on its free%s (%s)\n",
+		s->probes.n - nfree, s->probes.allocator, nfree, nfree == 1 ? "" : "s",
+		s->mode == ATTACH_SESSION ? "uprobe sessions: a return probe only for sampled calls"
+		: s->mode == ATTACH_MULTI ? "uprobe_multi links"
+					  : "perf uprobes");
+	if (s->source == SAMPLER_PYMALLOC)
+		fprintf(out,
+			"pymemspy: --events pymalloc traps every Python allocation and free: the "
+			"target will run several times slower while we record (see OVERHEAD in "
+			"pymemspy(1)); for staging, not production\n");
+	if (s->probes.note[0])
+		fprintf(out, "pymemspy: %s\n", s->probes.note);
+}
+
+struct link_batch {
+	struct bpf_link **links;
+	size_t n;
+};
+
+static void *destroy_batch(void *arg)
+{
+	struct link_batch *b = arg;
+
+	for (size_t i = 0; i < b->n; i++)
+		bpf_link__destroy(b->links[i]);
+	return NULL;
+}
+
+/* Destroys links[0..n) from up to 8 threads at once: taking a uprobe out waits for an RCU grace
+ * period (about 0.1 s here), so 20 of them one after the other would keep the user (and the
+ * target, which pays for every probe still in) waiting for seconds. */
+static void destroy_parallel(struct bpf_link **links, size_t n)
+{
+	enum { THREADS = 8 };
+	struct link_batch batches[THREADS];
+	pthread_t threads[THREADS];
+	bool started[THREADS] = {false};
+	size_t per = (n + THREADS - 1) / THREADS;
+
+	if (!n)
+		return;
+	for (size_t t = 0; t < THREADS; t++) {
+		size_t from = t * per < n ? t * per : n, to = from + per > n ? n : from + per;
+
+		batches[t] = (struct link_batch){links + from, to - from};
+		if (batches[t].n && t > 0)
+			started[t] =
+			    pthread_create(&threads[t], NULL, destroy_batch, &batches[t]) == 0;
+	}
+	destroy_batch(&batches[0]);
+	for (size_t t = 1; t < THREADS; t++) {
+		if (started[t])
+			pthread_join(threads[t], NULL);
+		else
+			destroy_batch(&batches[t]);
+	}
+}
+
+static void detach_links(struct sampler *s)
+{
+	close_multi(s);
+	/* entries (attached last) go first: no call starts that its return would miss */
+	destroy_parallel(s->links + s->nreturns, s->nlinks - s->nreturns);
+	destroy_parallel(s->links, s->nreturns);
+	s->nlinks = s->nreturns = 0;
+}
+
 void sampler_detach(struct sampler *s)
 {
-	growth_bpf__detach(s->skel);
+	if (s->growth)
+		growth_bpf__detach(s->growth);
+	detach_links(s);
 }
 
 int sampler_poll(struct sampler *s, int timeout_ms)
@@ -152,7 +535,7 @@ int sampler_poll(struct sampler *s, int timeout_ms)
 int sampler_counters(struct sampler *s, uint64_t out[PMS_CNT_MAX])
 {
 	uint64_t *values = calloc((size_t)s->ncpus, sizeof(*values));
-	int fd = bpf_map__fd(s->skel->maps.counters);
+	int fd = bpf_map__fd(s->counters);
 
 	if (!values)
 		return -ENOMEM;
@@ -172,7 +555,7 @@ size_t sampler_map_bytes(const struct sampler *s)
 	struct bpf_map *map;
 	size_t total = 0;
 
-	bpf_object__for_each_map(map, s->skel->obj)
+	bpf_object__for_each_map(map, s->obj)
 	{
 		size_t entry = bpf_map__key_size(map) + bpf_map__value_size(map);
 
@@ -192,6 +575,11 @@ void sampler_close(struct sampler *s)
 	if (!s)
 		return;
 	ring_buffer__free(s->rb);
-	growth_bpf__destroy(s->skel);
+	detach_links(s);
+	free(s->links);
+	free(s->multi_fds);
+	growth_bpf__destroy(s->growth);
+	alloc_bpf__destroy(s->alloc);
+	allocators_free(&s->probes);
 	free(s);
 }

@@ -21,7 +21,8 @@
 #include "tui.h"
 #include "u64map.h"
 
-#define TOP_DEFAULT_BUDGET   500 /* stack walks per second, as record */
+#define TOP_DEFAULT_BUDGET   500	 /* stack walks per second, as record */
+#define TOP_DEFAULT_RATE     (64 * 1024) /* bytes between allocation samples, as record */
 #define TOP_DEFAULT_INTERVAL 1.0
 #define TOP_MIN_INTERVAL     0.1
 #define TOP_DEFAULT_ROWS     10	 /* sites per plain-text snapshot */
@@ -41,11 +42,14 @@ static void on_stop_signal(int sig)
 /* The event sources, and whether each sees allocations (then the ALLOC column applies). */
 struct event_source {
 	const char *name;
+	enum sampler_source source;
 	bool allocations;
 };
 
 static const struct event_source sources[] = {
-    {"growth", false},
+    {"growth", SAMPLER_GROWTH, false},
+    {"malloc", SAMPLER_MALLOC, true},
+    {"pymalloc", SAMPLER_PYMALLOC, true},
 };
 
 /* A site of the profile as we know it, indexed by the profile's site id. */
@@ -434,7 +438,7 @@ static int print_snapshot(const struct top *t, FILE *out, unsigned top)
 		h->pid, h->comm, h->python, h->events, h->elapsed, a, h->rss_rate > 0 ? "+" : "", b,
 		h->charged_rate > 0 ? "+" : "", c, h->samples_rate, (unsigned long long)h->drops,
 		(unsigned long long)h->sampled_out, h->nsites, h->nsites == 1 ? "" : "s");
-	fprintf(out, "  %-3s %10s %11s", "#", "RESIDENT", "GROWTH/s");
+	fprintf(out, "  %-3s %10s %11s", "#", h->show_alloc ? "LIVE" : "RESIDENT", "GROWTH/s");
 	if (h->show_alloc)
 		fprintf(out, " %10s", "ALLOC");
 	fprintf(out, " %5s %8s  %s\n", "LEAK", "SAMPLES", tui_group_heading(v->group));
@@ -468,8 +472,9 @@ static int print_snapshot(const struct top *t, FILE *out, unsigned top)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: pymemspy top --pid PID [--interval S] [--duration S] [--events growth]\n"
-		"                    [--max-depth N] [--budget N] [--sort COLUMN] [--group BY]\n"
+		"Usage: pymemspy top --pid PID [--interval S] [--duration S] [--events SOURCE]\n"
+		"                    [--max-depth N] [--budget N] [--rate BYTES] [--sort COLUMN]\n"
+		"                    [--group BY]\n"
 		"                    [--top N] [--verbose]\n\n"
 		"A live view of a running CPython process's memory growth by Python site: the\n"
 		"sites holding the most resident memory, how fast each grows, and which look like\n"
@@ -482,9 +487,14 @@ static void usage(FILE *out)
 		"  -d, --duration S     stop after S seconds (default: until q or Ctrl-C)\n"
 		"  -e, --events SOURCE  growth: resident memory the target gains (page faults and\n"
 		"                       RSS changes), and the ranges it releases (default)\n"
+		"                       malloc: uprobes on the malloc family and free: live\n"
+		"                       (allocated, not freed) bytes; pymalloc: CPython's own\n"
+		"                       allocators (heavy: for staging); see pymemspy(1)\n"
 		"      --max-depth N    frames per stack, 1 to %d (default %d)\n"
-		"      --budget N       stack walks per second before sampling starts\n"
+		"      --budget N       growth: stack walks per second before sampling starts\n"
 		"                       (default %d; 0: no limit)\n"
+		"  -r, --rate BYTES     malloc, pymalloc: mean bytes between two sampled\n"
+		"                       allocations (default %uK)\n"
 		"  -s, --sort COLUMN    resident (default), growth, leak, samples or name\n"
 		"  -g, --group BY       line (default), function or file\n"
 		"  -n, --top N          sites per plain-text snapshot (default %d)\n"
@@ -499,7 +509,7 @@ static void usage(FILE *out)
 		"  sudo pymemspy top --pid 4242 --group function --sort rate\n"
 		"  sudo pymemspy top --pid 4242 --interval 5 --duration 60 > growth.txt\n",
 		TOP_DEFAULT_INTERVAL, TOP_MIN_INTERVAL, PMS_MAX_DEPTH, PMS_MAX_DEPTH,
-		TOP_DEFAULT_BUDGET, TOP_DEFAULT_ROWS);
+		TOP_DEFAULT_BUDGET, TOP_DEFAULT_RATE / 1024, TOP_DEFAULT_ROWS);
 }
 
 static void top_free(struct top *t)
@@ -523,6 +533,7 @@ int cmd_top(int argc, char **argv)
 	    {"events", required_argument, NULL, 'e'},
 	    {"max-depth", required_argument, NULL, 'D'},
 	    {"budget", required_argument, NULL, 'B'},
+	    {"rate", required_argument, NULL, 'r'},
 	    {"sort", required_argument, NULL, 's'},
 	    {"group", required_argument, NULL, 'g'},
 	    {"top", required_argument, NULL, 'n'},
@@ -531,7 +542,8 @@ int cmd_top(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct sampler_opts sopts = {.max_depth = PMS_MAX_DEPTH,
-				     .budget_per_sec = TOP_DEFAULT_BUDGET};
+				     .budget_per_sec = TOP_DEFAULT_BUDGET,
+				     .rate = TOP_DEFAULT_RATE};
 	struct sigaction sa = {0}, old_int, old_term, old_pipe;
 	struct pms_error err = {{0}};
 	struct top t = {.source = &sources[0]};
@@ -546,7 +558,7 @@ int cmd_top(int argc, char **argv)
 	t.view.sort = TUI_SORT_RESIDENT;
 	t.view.group = TUI_GROUP_LINE;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:i:d:e:s:g:n:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:i:d:e:r:s:g:n:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cli_parse_pid(optarg, &pid))
@@ -570,8 +582,13 @@ int cmd_top(int argc, char **argv)
 				if (!strcmp(optarg, sources[i].name))
 					t.source = &sources[i];
 			if (!t.source)
-				return cli_usage_error("top", "--events: the available source is "
-							      "'growth'");
+				return cli_usage_error("top", "--events: the sources are 'growth', "
+							      "'malloc' and 'pymalloc'");
+			break;
+		case 'r':
+			if (cli_parse_bytes(optarg, PMS_RATE_MIN, PMS_RATE_MAX, &sopts.rate))
+				return cli_usage_error("top",
+						       "--rate needs a byte count from 64 to 64M");
 			break;
 		case 'D':
 			if (cli_parse_long(optarg, 1, PMS_MAX_DEPTH, &v))
@@ -621,6 +638,7 @@ int cmd_top(int argc, char **argv)
 				       "--sort alloc: this event source sees no allocations");
 	t.view.ascending = !tui_sort_descending_default(t.view.sort);
 	t.view.hdr.show_alloc = t.source->allocations;
+	sopts.source = t.source->source;
 	plain = !isatty(STDOUT_FILENO) || !isatty(STDIN_FILENO);
 	/* at 1 s a window of 5 slots; never fewer than one, never more than the cap */
 	t.nslots = (size_t)lround(TOP_RATE_SECONDS / interval);
@@ -655,6 +673,8 @@ int cmd_top(int argc, char **argv)
 	ret = sampler_open(t.target, &sopts, on_event, &t, &t.sampler, &err);
 	if (ret)
 		goto restore;
+	if (plain)
+		sampler_describe(t.sampler, stderr);
 	t.start_ns = monotonic_ns();
 	proc_rss(pytarget_proc(t.target), &t.rss_start);
 	t.marks[0].rss = t.rss_start;

@@ -406,7 +406,11 @@ static void draw_table(struct tui *t, struct tui_view *v)
 	for (size_t c = 0; c < NCOLUMNS; c++) {
 		if (!column_shown(v, &columns[c]))
 			continue;
-		snprintf(cell, sizeof(cell), "%*s", columns[c].width, columns[c].title);
+		/* an allocator source's resident column is what is allocated and not freed */
+		snprintf(cell, sizeof(cell), "%*s", columns[c].width,
+			 columns[c].sort == TUI_SORT_RESIDENT && v->hdr.show_alloc
+			     ? "LIVE"
+			     : columns[c].title);
 		attr_set(columns[c].sort == v->sort ? A_REVERSE | A_BOLD | A_UNDERLINE : A_REVERSE,
 			 0, NULL);
 		put(y, x, cell);

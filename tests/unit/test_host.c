@@ -173,8 +173,9 @@ Test(host, bpf_selftest_passes_as_root)
 	cr_assert_eq(host_selftest(&err), 0, "%s", err.msg);
 
 	/* The same through a report, as doctor runs it. */
-	cr_assert_eq(
-	    host_report_new(HOST_NEEDS_ALLOCATOR, HOST_PROBE_SELFTEST | HOST_PROBE_MOUNT, &r), 0);
+	cr_assert_eq(host_report_new(HOST_NEEDS_GROWTH | HOST_NEEDS_ALLOCATOR,
+				     HOST_PROBE_SELFTEST | HOST_PROBE_MOUNT, &r),
+		     0);
 	tp = find(r, "selftest:tracepoint");
 	up = find(r, "selftest:uprobe");
 	cr_assert_not_null(tp);
@@ -202,8 +203,9 @@ Test(host, unprivileged_is_told_which_capability)
 	cr_assert_not_null(strstr(err.msg, "CAP_PERFMON"), "%s", err.msg);
 	cr_assert_eq(pms_exit_code(-EPERM), PMS_EXIT_PRIVILEGE);
 
-	cr_assert_eq(
-	    host_report_new(HOST_NEEDS_ALLOCATOR, HOST_PROBE_SELFTEST | HOST_PROBE_MOUNT, &r), 0);
+	cr_assert_eq(host_report_new(HOST_NEEDS_GROWTH | HOST_NEEDS_ALLOCATOR,
+				     HOST_PROBE_SELFTEST | HOST_PROBE_MOUNT, &r),
+		     0);
 	cr_assert_eq(host_report_caps(r), 0);
 	cr_expect_eq(find(r, "bpf-syscall")->status, HOST_DENIED);
 	cr_expect_eq(find(r, "btf")->status, HOST_OK);

@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The allocator event sources (`malloc`, `pymalloc`): uprobes on the allocation functions the
+ * target really calls, sampled by bytes, and on free.
+ *
+ * An allocation is sampled at its entry (the size is known there) with probability
+ * p = 1 - exp(-size/rate) (pms_sample_p_q32); its return probe then has the address, walks the
+ * Python stack and remembers the address in `live`. A free looks the address up in `live`: only
+ * frees of sampled allocations reach user space. realloc is a free of the old block (when it
+ * succeeded) and an allocation of the new one.
+ *
+ * Allocators call each other (glibc's realloc(NULL, n) calls malloc; pymalloc hands big blocks
+ * to the raw domain): a per-thread depth makes only the outermost call count. Return probes are
+ * attached before entry probes, so a return without its entry is ignored rather than leaving a
+ * depth that never comes back to zero; and an entry whose stack pointer is not below the pending
+ * outer call's proves that call ended unseen, so it starts afresh. */
+#include "pywalk.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* The functions' kinds, as user space attaches them (enum alloc_fn in include/allocators.h). */
+#define FN_MALLOC	  1
+#define FN_CALLOC	  2
+#define FN_REALLOC	  3
+#define FN_REALLOCARRAY	  4
+#define FN_POSIX_MEMALIGN 5
+#define FN_ALIGNED	  6
+#define FN_VALLOC	  7
+#define FN_PY_MALLOC	  9
+#define FN_PY_CALLOC	  10
+#define FN_PY_REALLOC	  11
+#define FN_FREE		  8
+#define FN_PY_FREE	  12
+
+struct pending_call {
+	__u64 size;
+	__u64 old;    /* realloc: the block being resized */
+	__u64 memptr; /* posix_memalign: where the result goes */
+	__u64 p;      /* sampling probability (q32) when sampled, else 0 */
+	__u64 sp;     /* stack pointer at the outermost entry */
+	__u32 depth;
+	__u32 fn;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pending_call);
+} pending SEC(".maps");
+
+/* The code of every probed function (runtime [start, end)): an allocator call whose return
+ * address lies in one is made by another allocator call, which is the one that counts. */
+#define MAX_RANGES 32
+const volatile __u64 range_start[MAX_RANGES] = {};
+const volatile __u64 range_end[MAX_RANGES] = {};
+const volatile __u32 nranges = 0;
+
+extern bool bpf_session_is_return(void) __ksym __weak;
+
+/* Sampled allocations still alive: address -> 1. Sized by user space (--max-live). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} live SEC(".maps");
+
+/* n * size, or 0 when it may overflow (calloc then fails anyway), without a 128-bit multiply. */
+static __always_inline __u64 array_size(__u64 n, __u64 size)
+{
+	if (n <= 1 || size <= 1)
+		return n * size;
+	return (n >> 32) || (size >> 32) ? 0 : n * size;
+}
+
+static __always_inline int enter(struct pt_regs *ctx, __u32 fn, __u64 size, __u64 old, __u64 memptr)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pending_call *st;
+	__u64 sp = PT_REGS_SP(ctx), p;
+
+	if (!is_target())
+		return 0;
+	count(PMS_CNT_ALLOC_CALLS);
+	st = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		return 0;
+	if (st->depth && sp < st->sp) {
+		/* called by the allocator call in progress: that one counts, not this one */
+		st->depth++;
+		count(PMS_CNT_NESTED);
+		return 0;
+	}
+	st->depth = 1;
+	st->sp = sp;
+	st->fn = fn;
+	st->size = size;
+	st->old = old;
+	st->memptr = memptr;
+	p = pms_sample_p_q32(size, cfg.rate);
+	st->p = p && (p >= PMS_P_ONE || bpf_get_prandom_u32() < p) ? p : 0;
+	return 0;
+}
+
+static __always_inline void freed(__u64 addr)
+{
+	struct pms_event *ev;
+
+	if (bpf_map_delete_elem(&live, &addr) != 0)
+		return;
+	count(PMS_CNT_FREES_MATCHED);
+	ev = new_event(PMS_EV_FREE, (__u32)bpf_get_current_pid_tgid());
+	if (!ev)
+		return;
+	ev->addr = addr;
+	send(ev);
+}
+
+static __always_inline void sampled(__u64 addr, __u64 size, __u64 p, __u32 fn)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pms_event *ev;
+	__u8 one = 1;
+	__u64 tstate;
+
+	count(PMS_CNT_ALLOC_SAMPLES);
+	ev = new_event(PMS_EV_ALLOC, tid);
+	if (!ev)
+		return;
+	/* a stale entry (a free we did not see) is replaced: user space sees the address again */
+	if (bpf_map_update_elem(&live, &addr, &one, BPF_ANY) != 0) {
+		count(PMS_CNT_LIVE_FULL);
+		ev->flags |= PMS_EVF_UNTRACKED;
+	}
+	ev->addr = addr;
+	ev->len = size;
+	ev->addr2 = p;
+	ev->bytes = (__s64)size;
+	ev->cause = fn;
+	tstate = find_tstate(tid);
+	if (tstate) {
+		count(PMS_CNT_SAMPLES);
+		walk_python(ev, tid, tstate);
+	} else {
+		ev->flags |= PMS_EVF_NO_TSTATE;
+		count(PMS_CNT_NO_TSTATE);
+	}
+	send(ev);
+}
+
+static __always_inline int free_enter(__u64 addr)
+{
+	if (!is_target())
+		return 0;
+	count(PMS_CNT_FREE_CALLS);
+	if (addr)
+		freed(addr);
+	return 0;
+}
+
+static __always_inline int on_return(struct pt_regs *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pending_call *st;
+	__u64 ret = PT_REGS_RC(ctx), addr = ret;
+
+	if (!is_target())
+		return 0;
+	st = bpf_task_storage_get(&pending, task, 0, 0);
+	if (!st || !st->depth)
+		return 0;
+	if (--st->depth)
+		return 0;
+	if (st->fn == FN_POSIX_MEMALIGN) {
+		addr = 0;
+		if ((__s32)ret != 0 || !st->memptr ||
+		    bpf_probe_read_user(&addr, sizeof(addr), (const void *)st->memptr) != 0)
+			return 0;
+	}
+	if ((st->fn == FN_REALLOC || st->fn == FN_REALLOCARRAY || st->fn == FN_PY_REALLOC) &&
+	    st->old && (addr || !st->size))
+		freed(st->old);
+	if (st->p && addr)
+		sampled(addr, st->size, st->p, st->fn);
+	return 0;
+}
+
+SEC("uretprobe")
+int pms_alloc_return(struct pt_regs *ctx)
+{
+	return on_return(ctx);
+}
+
+/* One entry program for every probed function: the attach cookie says which kind it is, so
+ * that all entries fit in one uprobe_multi link (one RCU grace period to detach, not one per
+ * function). */
+SEC("uprobe")
+int pms_alloc_enter(struct pt_regs *ctx)
+{
+	__u64 fn = bpf_get_attach_cookie(ctx), a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx),
+	      a3 = PT_REGS_PARM3(ctx);
+
+	switch (fn) {
+	case FN_MALLOC:
+	case FN_VALLOC:
+		return enter(ctx, fn, a1, 0, 0);
+	case FN_CALLOC:
+		return enter(ctx, fn, array_size(a1, a2), 0, 0);
+	case FN_REALLOC:
+		return enter(ctx, fn, a2, a1, 0);
+	case FN_REALLOCARRAY:
+		return enter(ctx, fn, array_size(a2, a3), a1, 0);
+	case FN_POSIX_MEMALIGN:
+		return enter(ctx, fn, a3, 0, a1);
+	case FN_ALIGNED:
+		return enter(ctx, fn, a2, 0, 0);
+	case FN_FREE:
+		return free_enter(a1);
+	/* CPython's allocator table functions take the table's ctx first */
+	case FN_PY_MALLOC:
+		return enter(ctx, fn, a2, 0, 0);
+	case FN_PY_CALLOC:
+		return enter(ctx, fn, array_size(a2, a3), 0, 0);
+	case FN_PY_REALLOC:
+		return enter(ctx, fn, a3, a2, 0);
+	case FN_PY_FREE:
+		return free_enter(a2);
+	}
+	return 0;
+}
+
+/* ---- session mode (Linux 6.13+): the return probe only for the calls that need it ----
+ *
+ * A session program runs at the entry and, unless the entry returned 1, at the return of the
+ * same call; returning 1 also spares the kernel hijacking the return address, which is most of
+ * a return probe's cost. So only sampled calls (and reallocs of a followed block) pay for a
+ * return. Nesting is told by the return address instead of a depth (an unsampled outer call has
+ * no return to bring a depth back down): a call from inside a probed function does not count. */
+
+static __always_inline bool nested_call(struct pt_regs *ctx)
+{
+	__u64 ret_addr = 0;
+
+	if (bpf_probe_read_user(&ret_addr, sizeof(ret_addr), (const void *)PT_REGS_SP(ctx)))
+		return false;
+	for (__u32 i = 0; i < MAX_RANGES && i < nranges; i++)
+		if (ret_addr >= range_start[i] && ret_addr < range_end[i])
+			return true;
+	return false;
+}
+
+static __always_inline int session_enter(struct pt_regs *ctx, __u32 fn, __u64 size, __u64 old,
+					 __u64 memptr)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pending_call *st;
+	__u64 p;
+
+	if (!is_target())
+		return 1;
+	count(PMS_CNT_ALLOC_CALLS);
+	p = pms_sample_p_q32(size, cfg.rate);
+	if (p < PMS_P_ONE && bpf_get_prandom_u32() >= p)
+		p = 0;
+	/* an unsampled realloc still needs its return when it moves a followed block */
+	if (old && !bpf_map_lookup_elem(&live, &old))
+		old = 0;
+	if (!p && !old)
+		return 1;
+	if (nested_call(ctx)) {
+		count(PMS_CNT_NESTED);
+		return 1;
+	}
+	st = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		return 1;
+	st->fn = fn;
+	st->size = size;
+	st->old = old;
+	st->memptr = memptr;
+	st->p = p;
+	st->depth = 1;
+	return 0;
+}
+
+SEC("uprobe")
+int pms_alloc_session(struct pt_regs *ctx)
+{
+	__u64 fn, a1, a2, a3;
+
+	if (bpf_session_is_return())
+		return on_return(ctx);
+	fn = bpf_get_attach_cookie(ctx);
+	a1 = PT_REGS_PARM1(ctx);
+	a2 = PT_REGS_PARM2(ctx);
+	a3 = PT_REGS_PARM3(ctx);
+	switch (fn) {
+	case FN_MALLOC:
+	case FN_VALLOC:
+		return session_enter(ctx, fn, a1, 0, 0);
+	case FN_CALLOC:
+		return session_enter(ctx, fn, array_size(a1, a2), 0, 0);
+	case FN_REALLOC:
+		return session_enter(ctx, fn, a2, a1, 0);
+	case FN_REALLOCARRAY:
+		return session_enter(ctx, fn, array_size(a2, a3), a1, 0);
+	case FN_POSIX_MEMALIGN:
+		return session_enter(ctx, fn, a3, 0, a1);
+	case FN_ALIGNED:
+		return session_enter(ctx, fn, a2, 0, 0);
+	case FN_FREE:
+		free_enter(a1);
+		return 1;
+	case FN_PY_MALLOC:
+		return session_enter(ctx, fn, a2, 0, 0);
+	case FN_PY_CALLOC:
+		return session_enter(ctx, fn, array_size(a2, a3), 0, 0);
+	case FN_PY_REALLOC:
+		return session_enter(ctx, fn, a3, a2, 0);
+	case FN_PY_FREE:
+		free_enter(a2);
+		return 1;
+	}
+	return 1;
+}
