@@ -128,9 +128,9 @@ enum pms_counter {
  * s bytes is sampled with probability p(s) = 1 - exp(-s/rate) and counts 1/p(s) times: the
  * estimates are unbiased (Horvitz-Thompson) whatever the sizes. BPF has no floating point, so
  * p is computed in 32-bit fixed point from two tables: exp(-x) = exp(-k) * exp(-h/256) *
- * exp(-l) for x = k + h/256 + l (l < 1/256, its factor taken as 1 - l + l^2/2, off by less
- * than 1e-8). The tables hold round(exp(-k) * 2^32) and round(exp(-h/256) * 2^32), 1.0 held as
- * 2^32-1 so that products stay within 64 bits; a unit test checks every entry and p itself. */
+ * exp(-l) for x = k + h/256 + l (l < 1/256, its factor taken as 1 - l + l^2/2 - l^3/6, off by
+ * less than 1e-11). The tables hold round(exp(-k) * 2^32) and round(exp(-h/256) * 2^32), 1.0 held
+ * as 2^32-1 so that products stay within 64 bits; a unit test checks every entry and p itself. */
 
 #define PMS_RATE_MIN 64ULL
 #define PMS_RATE_MAX (64ULL << 20)
@@ -195,7 +195,7 @@ static const __u64 pms_exp_256th_q32[256] = {
  * always). rate must be within PMS_RATE_MIN..PMS_RATE_MAX. */
 static inline __u64 pms_sample_p_q32(__u64 size, __u64 rate)
 {
-	__u64 x, e, low, low_factor;
+	__u64 x, e, low, low2, low_factor;
 
 	if (size == 0)
 		return 0;
@@ -203,7 +203,8 @@ static inline __u64 pms_sample_p_q32(__u64 size, __u64 rate)
 		return PMS_P_ONE;
 	x = (size << 32) / rate; /* size < 2^32 here, since rate <= 2^26 */
 	low = x & 0xffffffULL;
-	low_factor = (1ULL << 32) - low + ((low * low) >> 33);
+	low2 = (low * low) >> 32;
+	low_factor = (1ULL << 32) - low + (low2 >> 1) - ((low2 * low) >> 32) / 6;
 	if (low_factor > 0xffffffffULL)
 		low_factor = 0xffffffffULL;
 	e = (pms_exp_int_q32[(x >> 32) & 31] * pms_exp_256th_q32[(x >> 24) & 255]) >> 32;
