@@ -42,6 +42,9 @@ struct json;
 /* Writes "stack": [{function, file, line}, ...] (innermost first) into an open object. */
 void report_json_stack(struct json *j, const struct profile_frame *frames, size_t n);
 
+/* The confidence of the best leak candidate after `duration` seconds, 0 when there is none. */
+double report_top_confidence(struct profile *p, double duration);
+
 /* "12.3 MiB" style (IEC units). */
 void report_format_bytes(double bytes, char *out, size_t outlen);
 

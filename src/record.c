@@ -21,6 +21,11 @@
 #define RECORD_DEFAULT_RATE   (64 * 1024) /* bytes between allocation samples, on average */
 #define RECORD_DEFAULT_TOP    10
 #define RECORD_POLL_MS	      100
+/* --until-confident: the confidence that ends a recording, the least time before it may, and
+ * the longest it waits when --duration does not say */
+#define RECORD_CONFIDENT       0.9
+#define RECORD_CONFIDENT_MIN_S 5.0
+#define RECORD_CONFIDENT_MAX_S 600.0
 
 /* Set by SIGINT/SIGTERM: the one piece of global state, owned by this CLI entry. */
 static volatile sig_atomic_t stop_requested;
@@ -67,7 +72,7 @@ static void usage(FILE *out)
 	    out,
 	    "Usage: pymemspy record --pid PID [--duration S] [--events SOURCE] [--max-depth N]\n"
 	    "                       [--budget N] [--rate BYTES] [--top N] [-o FILE [--force]]\n"
-	    "                       [--json]\n"
+	    "                       [--until-confident] [--json]\n"
 	    "                       [--quiet] [--verbose]\n\n"
 	    "Attaches to a running CPython process with eBPF, charges the memory it grows to\n"
 	    "the Python call sites that grow it, and prints the leak candidates and the top\n"
@@ -95,6 +100,9 @@ static void usage(FILE *out)
 	    "  -o, --output FILE    also write the recording to FILE as it goes (mode 0600);\n"
 	    "                       read it back with 'pymemspy report FILE'\n"
 	    "  -f, --force          replace FILE if it exists (never through a symlink)\n"
+	    "  -u, --until-confident\n"
+	    "                       stop as soon as a leak candidate reaches confidence %.1f\n"
+	    "                       (after at least %.0f s), or at --duration (default %.0f s)\n"
 	    "  -j, --json           one JSON document (schema pymemspy.report/1) on stdout\n"
 	    "  -q, --quiet          no live status line on stderr\n"
 	    "  -v, --verbose        libbpf's messages on stderr\n"
@@ -107,7 +115,7 @@ static void usage(FILE *out)
 	    "  sudo pymemspy record --pid 4242 -o app.pmsrec   # then: pymemspy report "
 	    "app.pmsrec\n",
 	    PMS_MAX_DEPTH, PMS_MAX_DEPTH, RECORD_DEFAULT_BUDGET, RECORD_DEFAULT_RATE / 1024,
-	    RECORD_DEFAULT_TOP);
+	    RECORD_DEFAULT_TOP, RECORD_CONFIDENT, RECORD_CONFIDENT_MIN_S, RECORD_CONFIDENT_MAX_S);
 }
 
 static void status_line(const struct recording *r, double elapsed, bool final)
@@ -226,13 +234,21 @@ static void file_close(struct recording *r, const struct report_meta *meta)
 int cmd_record(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"pid", required_argument, NULL, 'p'},    {"duration", required_argument, NULL, 'd'},
-	    {"events", required_argument, NULL, 'e'}, {"max-depth", required_argument, NULL, 'D'},
-	    {"budget", required_argument, NULL, 'B'}, {"rate", required_argument, NULL, 'r'},
-	    {"top", required_argument, NULL, 'n'},    {"json", no_argument, NULL, 'j'},
-	    {"quiet", no_argument, NULL, 'q'},	      {"verbose", no_argument, NULL, 'v'},
-	    {"help", no_argument, NULL, 'h'},	      {"output", required_argument, NULL, 'o'},
-	    {"force", no_argument, NULL, 'f'},	      {NULL, 0, NULL, 0},
+	    {"pid", required_argument, NULL, 'p'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"events", required_argument, NULL, 'e'},
+	    {"max-depth", required_argument, NULL, 'D'},
+	    {"budget", required_argument, NULL, 'B'},
+	    {"rate", required_argument, NULL, 'r'},
+	    {"top", required_argument, NULL, 'n'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"output", required_argument, NULL, 'o'},
+	    {"force", no_argument, NULL, 'f'},
+	    {"until-confident", no_argument, NULL, 'u'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct sampler_opts sopts = {.max_depth = PMS_MAX_DEPTH,
 				     .budget_per_sec = RECORD_DEFAULT_BUDGET,
@@ -242,14 +258,14 @@ int cmd_record(int argc, char **argv)
 	struct pms_error err = {{0}};
 	struct recording r = {0};
 	struct rusage ru;
-	bool json = false, quiet = false, force = false;
+	bool json = false, quiet = false, force = false, until_confident = false;
 	double duration = 0, elapsed = 0, last_status = 0, last_tick = 0;
 	pid_t pid = 0;
 	long v;
 	int c, ret;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:d:e:r:n:o:fjqvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:d:e:r:n:o:fujqvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cli_parse_pid(optarg, &pid))
@@ -297,6 +313,9 @@ int cmd_record(int argc, char **argv)
 		case 'f':
 			force = true;
 			break;
+		case 'u':
+			until_confident = true;
+			break;
 		case 'j':
 			json = true;
 			break;
@@ -318,6 +337,8 @@ int cmd_record(int argc, char **argv)
 		return cli_usage_error("record", "unexpected argument");
 	if (!pid)
 		return cli_usage_error("record", "--pid is required");
+	if (until_confident && duration == 0)
+		duration = RECORD_CONFIDENT_MAX_S;
 	if (!isatty(STDERR_FILENO))
 		quiet = true;
 
@@ -375,6 +396,11 @@ int cmd_record(int argc, char **argv)
 		if (elapsed - last_tick >= 1.0) {
 			file_tick(&r, elapsed);
 			last_tick = elapsed;
+			if (until_confident && elapsed >= RECORD_CONFIDENT_MIN_S &&
+			    report_top_confidence(r.profile, elapsed) >= RECORD_CONFIDENT) {
+				meta.ended_by = "confident";
+				break;
+			}
 		}
 		if (!quiet && elapsed - last_status >= 1.0) {
 			status_line(&r, elapsed, false);

@@ -59,6 +59,16 @@ static size_t find_candidates(struct profile *p, struct candidate *out, size_t m
 	return k;
 }
 
+double report_top_confidence(struct profile *p, double duration)
+{
+	struct candidate cands[REPORT_MAX_CANDIDATES];
+	size_t n;
+
+	profile_extend_to(p, duration);
+	n = find_candidates(p, cands, REPORT_MAX_CANDIDATES);
+	return n ? cands[0].v.confidence : 0;
+}
+
 static int64_t net(const struct profile_site *s)
 {
 	return s->grown - s->released;
