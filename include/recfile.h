@@ -25,12 +25,16 @@ struct recfile_meta {
 	char comm[64];
 	char python_version[32]; /* "3.12.1" */
 	char python_build[16];	 /* "release", "debug", "free-threaded" */
-	char events[16];	 /* "growth" */
+	char events[16];	 /* "growth", "malloc", "pymalloc" */
 	char host[128];		 /* uname: machine, kernel */
 	double start_time;	 /* wall clock, seconds since the epoch */
 	uint64_t rss_start;
 	uint32_t budget_per_sec;
 	uint32_t max_depth;
+	/* allocator sources (absent from files written before them: read as 0, "", 1.0) */
+	uint64_t rate;	    /* mean bytes between two samples; 0 for growth */
+	char allocator[32]; /* "glibc", "cpython 3.12"... */
+	double coverage;    /* share of allocations the probes see; < 0: unknown */
 };
 
 /* How it ended, written once at the end (absent from a file cut short). */
@@ -47,7 +51,7 @@ struct recfile_end {
 struct recfile_writer;
 
 /* Zeroes m and fills what the recorder's host knows: host (machine, kernel) and start_time
- * (now). The recorder fills the rest. */
+ * (now), and coverage 1.0. The recorder fills the rest. */
 void recfile_meta_init(struct recfile_meta *m);
 
 /* Creates path with mode 0600, never following a symlink, and refusing to replace an existing
@@ -75,6 +79,14 @@ int recfile_tick(struct recfile_writer *w, struct profile *p, double at, uint64_
  * cumulative. 0, or the writer's error (see recfile_flush). */
 int recfile_write_tick(struct recfile_writer *w, double at, uint64_t rss,
 		       const uint64_t counters[PMS_CNT_MAX], const struct profile_totals *totals);
+/* Sampled allocations still alive, written once after the last tick and before the END:
+ * for each site with live samples, the oldest RECFILE_OLDEST_PER_SITE (profile_oldest_live),
+ * over the RECFILE_OLDEST_SITES sites with the most net bytes. Sites the file does not hold yet
+ * (none after a last recfile_tick) are left out. Writes nothing when no site has live samples
+ * (growth recordings). 0, or the writer's error (see recfile_flush). */
+#define RECFILE_OLDEST_PER_SITE 3
+#define RECFILE_OLDEST_SITES	1000
+int recfile_write_oldest(struct recfile_writer *w, struct profile *p);
 /* The last record: how the recording ended. Call recfile_close after it. */
 int recfile_write_end(struct recfile_writer *w, const struct recfile_end *e);
 /* Pushes what is written to the kernel (and to the disk with fdatasync every few seconds). After
@@ -99,8 +111,11 @@ struct recfile_contents {
 	uint64_t valid_bytes; /* where the last whole record ends */
 	double last_tick;     /* time of the last tick read */
 	uint64_t counters[PMS_CNT_MAX];
-	uint64_t rss_last;	 /* RSS at the last tick */
-	struct profile *profile; /* rebuilt; owned by the caller (profile_free) */
+	uint64_t rss_last;     /* RSS at the last tick */
+	uint64_t oldest_sites; /* sites whose oldest live allocations the file held */
+	/* rebuilt, with the allocator figures, totals and oldest live allocations when the file
+	 * has them; owned by the caller (profile_free) */
+	struct profile *profile;
 };
 
 /* Frees what recfile_read left in c (the profile) and clears it. */

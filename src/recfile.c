@@ -25,13 +25,14 @@ enum rec_type {
 	REC_STACK = 4,
 	REC_TICK = 5,
 	REC_END = 6,
+	REC_OLDEST = 7,
 };
 
 #define HEADER_BYTES	   16
 #define RECORD_HEAD	   8 /* type, length */
 #define RECORD_CRC	   4
 #define MAX_PAYLOAD	   (16u << 20)
-#define TOTALS_FIELDS	   6
+#define TOTALS_FIELDS	   7
 #define SYNC_SECONDS	   5.0
 #define FLUSH_AT	   (1u << 20) /* buffered bytes that trigger a write between flushes */
 #define READ_MAX_SITES	   65536      /* as many as a profile keeps */
@@ -40,6 +41,9 @@ enum rec_type {
 #define READ_MAX_BYTES	   ((int64_t)1 << 61) /* sum of |bytes| over a whole file */
 #define READ_MAX_BUCKETS   (1u << 16)
 #define READ_MAX_FILE_SIZE ((uint64_t)1 << 34)
+#define READ_MAX_ESTIMATE  1e100 /* an estimated count or variance: far above any real */
+#define READ_MAX_LIVE	   ((int64_t)1 << 40) /* sampled allocations alive at one site */
+#define READ_MAX_OLDEST	   8		      /* oldest live allocations of one site */
 
 /* ---- Encoding: little-endian fixed widths, LEB128 varints, zigzag for signed ---- */
 
@@ -522,6 +526,11 @@ static int sink_delta(void *ctx, const struct profile_delta *d)
 		sum->grown += d->grown;
 		sum->released += d->released;
 		sum->samples += d->samples;
+		sum->allocs += d->allocs;
+		sum->frees += d->frees;
+		sum->var_grown += d->var_grown;
+		sum->var_live += d->var_live;
+		sum->live_samples += d->live_samples;
 		return 0;
 	}
 	if (w->npending == w->pending_cap) {
@@ -558,6 +567,7 @@ void recfile_meta_init(struct recfile_meta *m)
 	struct timespec ts;
 
 	memset(m, 0, sizeof(*m));
+	m->coverage = 1.0;
 	if (uname(&u) == 0)
 		snprintf(m->host, sizeof(m->host), "%.32s, Linux %.80s", u.machine, u.release);
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -671,6 +681,10 @@ int recfile_write_meta(struct recfile_writer *w, const struct recfile_meta *m)
 	put_u64(&w->buf, m->rss_start);
 	put_u32(&w->buf, m->budget_per_sec);
 	put_u32(&w->buf, m->max_depth);
+	/* added with the allocator sources, at the end: earlier readers stop at max_depth */
+	put_u64(&w->buf, m->rate);
+	put_str(&w->buf, m->allocator, sizeof(m->allocator));
+	put_f64(&w->buf, m->coverage);
 	ret = record_end(w, at);
 	if (ret)
 		return ret;
@@ -683,6 +697,12 @@ const struct profile_delta_sink *recfile_sink(struct recfile_writer *w)
 	return &w->sink;
 }
 
+static bool has_alloc(const struct profile_delta *d)
+{
+	return d->allocs != 0 || d->frees != 0 || d->var_grown != 0 || d->var_live != 0 ||
+	       d->live_samples != 0;
+}
+
 /* The TICK record. bucket_seconds and nbuckets describe the series of the pending deltas (0
  * when they have none): each delta carries its site's buckets from the one that holds one
  * second before the previous tick, as they are now, so that the reader rebuilds the series
@@ -691,7 +711,7 @@ static int write_tick(struct recfile_writer *w, double at, uint64_t rss,
 		      const uint64_t counters[PMS_CNT_MAX], const struct profile_totals *totals,
 		      double bucket_seconds, uint64_t nbuckets)
 {
-	size_t start, lo = 0;
+	size_t start, lo = 0, nalloc = 0;
 
 	if (!w->error && w->threads.oom)
 		fail(w, -ENOMEM);
@@ -712,6 +732,7 @@ static int write_tick(struct recfile_writer *w, double at, uint64_t rss,
 	put_uv(&w->buf, totals->events);
 	put_uv(&w->buf, totals->stacks_lost);
 	put_uv(&w->buf, totals->pages_untracked);
+	put_uv(&w->buf, totals->allocs_untracked);
 	put_f64(&w->buf, bucket_seconds);
 	put_uv(&w->buf, nbuckets);
 	put_uv(&w->buf, w->npending);
@@ -730,6 +751,24 @@ static int write_tick(struct recfile_writer *w, double at, uint64_t rss,
 	}
 	put_uv(&w->buf, w->nthreads);
 	put(&w->buf, w->threads.p, w->threads.len);
+	/* allocator sources: at the end of the payload, where readers of growth-only files stop
+	 * reading; absent when no delta has any */
+	for (size_t i = 0; i < w->npending; i++)
+		nalloc += has_alloc(&w->pending[i].d);
+	if (nalloc)
+		put_uv(&w->buf, nalloc);
+	for (size_t i = 0; nalloc && i < w->npending; i++) {
+		const struct profile_delta *d = &w->pending[i].d;
+
+		if (!has_alloc(d))
+			continue;
+		put_uv(&w->buf, d->site);
+		put_f64(&w->buf, d->allocs);
+		put_f64(&w->buf, d->frees);
+		put_f64(&w->buf, d->var_grown);
+		put_f64(&w->buf, d->var_live);
+		put_sv(&w->buf, d->live_samples);
+	}
 	if (record_end(w, start) == 0)
 		w->prev_tick = at;
 out:
@@ -785,6 +824,59 @@ int recfile_tick(struct recfile_writer *w, struct profile *p, double at, uint64_
 	}
 	return write_tick(w, at, rss, counters, profile_totals(p),
 			  nbuckets ? profile_bucket_seconds(p) : 0, nbuckets);
+}
+
+int recfile_write_oldest(struct recfile_writer *w, struct profile *p)
+{
+	const struct profile_site *const *sites;
+	struct profile_live live[RECFILE_OLDEST_PER_SITE];
+	struct bytes body = {0};
+	size_t n, at, nsites = 0;
+
+	if (w->error)
+		return w->error;
+	sites = profile_sites(p, &n);
+	if (!sites && n) {
+		fail(w, -ENOMEM);
+		return -ENOMEM;
+	}
+	/* sorted by net bytes: the first sites with live samples are the ones a report shows */
+	for (size_t i = 0; i < n && nsites < RECFILE_OLDEST_SITES; i++) {
+		uint32_t id;
+		size_t k, n_live;
+
+		if (!sites[i]->live_samples || (id = site_id(w, sites[i])) == UINT32_MAX)
+			continue;
+		n_live = profile_oldest_live(p, sites[i], live, RECFILE_OLDEST_PER_SITE);
+		/* no size a reader would take for damage (none is real) */
+		k = 0;
+		for (size_t j = 0; j < n_live; j++)
+			if (live[j].size <= (uint64_t)READ_MAX_VALUE)
+				live[k++] = live[j];
+		if (!k)
+			continue;
+		put_uv(&body, id);
+		put_uv(&body, k);
+		for (size_t j = 0; j < k; j++) {
+			put_f64(&body, fmin(fmax(live[j].at, 0), READ_MAX_TIME));
+			put_uv(&body, live[j].size);
+			put_uv(&body, live[j].addr);
+			put_uv(&body, live[j].tid);
+		}
+		nsites++;
+	}
+	if (body.oom) {
+		free(body.p);
+		fail(w, -ENOMEM);
+		return -ENOMEM;
+	}
+	if (!nsites)
+		return 0;
+	at = record_begin(&w->buf, REC_OLDEST);
+	put_uv(&w->buf, nsites);
+	put(&w->buf, body.p, body.len);
+	free(body.p);
+	return record_end(w, at);
 }
 
 int recfile_write_end(struct recfile_writer *w, const struct recfile_end *e)
@@ -866,7 +958,12 @@ struct rframe {
 struct rsite {
 	struct rframe *frames; /* the latest STACK of the site */
 	size_t nframes;
-	uint64_t tick; /* the last tick that had a delta for it */
+	uint64_t tick;	     /* the last tick that had a delta for it */
+	uint64_t alloc_tick; /* the last tick whose allocator figures named it */
+	/* those figures (allocs...live_samples), checked, until the tick applies them */
+	struct profile_delta alloc;
+	int64_t live_samples; /* the sum of its live_samples so far */
+	bool has_oldest;      /* an OLDEST record named it */
 };
 
 struct reader {
@@ -907,7 +1004,15 @@ static int read_meta(struct reader *r, struct cursor *c)
 	m->rss_start = get_u64(c);
 	m->budget_per_sec = get_u32(c);
 	m->max_depth = get_u32(c);
-	if (c->bad || !isfinite(m->start_time) || m->rss_start > (uint64_t)READ_MAX_VALUE)
+	/* the allocator fields were appended: a file written before them ends here */
+	m->coverage = 1.0;
+	if (!c->bad && c->pos < c->len) {
+		m->rate = get_u64(c);
+		get_str(c, m->allocator, sizeof(m->allocator));
+		m->coverage = get_f64(c);
+	}
+	if (c->bad || !isfinite(m->start_time) || m->rss_start > (uint64_t)READ_MAX_VALUE ||
+	    m->rate > (uint64_t)READ_MAX_VALUE || !isfinite(m->coverage))
 		return BAD;
 	r->have_meta = true;
 	return 0;
@@ -970,7 +1075,7 @@ static int read_site(struct reader *r, struct cursor *c)
 		return BAD; /* the same (function, file, line) twice */
 	if (ret)
 		return ret;
-	r->sites[r->nsites++] = (struct rsite){NULL, 0, 0};
+	memset(&r->sites[r->nsites++], 0, sizeof(*r->sites));
 	return 0;
 }
 
@@ -1091,6 +1196,48 @@ struct tick_head {
 	uint64_t nb;	/* buckets in the live profile's series */
 };
 
+static bool estimate_ok(double v)
+{
+	return isfinite(v) && fabs(v) <= READ_MAX_ESTIMATE;
+}
+
+/* The allocator figures at the end of a tick (absent from growth recordings and older files):
+ * checked and kept with their sites, for the deltas to take when the tick is applied. */
+static int tick_allocs(struct reader *r, struct cursor *c)
+{
+	uint64_t n;
+
+	if (c->pos == c->len)
+		return 0;
+	n = get_uv(c);
+	if (c->bad || n > c->len)
+		return BAD;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t site = get_uv(c);
+		struct profile_delta a = {.site = (uint32_t)site};
+		struct rsite *rs;
+
+		a.allocs = get_f64(c);
+		a.frees = get_f64(c);
+		a.var_grown = get_f64(c);
+		a.var_live = get_f64(c);
+		a.live_samples = get_sv(c);
+		/* only sites with a delta in this tick, once each */
+		if (c->bad || site >= r->nsites)
+			return BAD;
+		rs = &r->sites[site];
+		if (rs->tick != r->ticks || rs->alloc_tick == r->ticks || !estimate_ok(a.allocs) ||
+		    !estimate_ok(a.frees) || !estimate_ok(a.var_grown) ||
+		    !estimate_ok(a.var_live) || a.live_samples < -READ_MAX_LIVE ||
+		    a.live_samples > READ_MAX_LIVE || rs->live_samples + a.live_samples < 0 ||
+		    rs->live_samples + a.live_samples > READ_MAX_LIVE)
+			return BAD;
+		rs->alloc_tick = r->ticks;
+		rs->alloc = a;
+	}
+	return 0;
+}
+
 /* The deltas and threads of a tick: checked whole first (apply false), then applied, so that a
  * damaged tick changes nothing. A delta's series buckets are the site's as they are now: what
  * the mirror lacks is the change, and what the buckets do not account for of the delta's net
@@ -1104,7 +1251,7 @@ static int tick_changes(struct reader *r, struct cursor c, const struct tick_hea
 	if (n > c.len)
 		return BAD;
 	for (uint64_t i = 0; i < n; i++) {
-		struct profile_delta d;
+		struct profile_delta d = {0};
 		uint64_t site = get_uv(&c), lo, cnt;
 		int64_t parts = 0, rest;
 		struct cursor values;
@@ -1142,6 +1289,16 @@ static int tick_changes(struct reader *r, struct cursor c, const struct tick_hea
 			continue;
 		t = cnt ? ((double)(lo + cnt) - 0.5) * h->bs : h->mid;
 		d.grown -= parts;
+		if (r->sites[site].alloc_tick == r->ticks) {
+			const struct profile_delta *a = &r->sites[site].alloc;
+
+			d.allocs = a->allocs;
+			d.frees = a->frees;
+			d.var_grown = a->var_grown;
+			d.var_live = a->var_live;
+			d.live_samples = a->live_samples;
+			r->sites[site].live_samples += a->live_samples;
+		}
 		ret = profile_add_delta(r->out->profile, &d, t);
 		if (!ret && r->mirror_bs > 0)
 			ret = mirror_add(r, d.site, (uint64_t)fmin(t / r->mirror_bs, UINT32_MAX),
@@ -1172,6 +1329,8 @@ static int tick_changes(struct reader *r, struct cursor c, const struct tick_hea
 		if (apply && (ret = profile_add_thread(r->out->profile, (uint32_t)tid, bytes)))
 			return ret;
 	}
+	if (!apply && (ret = tick_allocs(r, &c)))
+		return ret;
 	if (apply) {
 		r->site_bytes = site_bytes;
 		r->thread_bytes = thread_bytes;
@@ -1248,8 +1407,54 @@ static int read_tick(struct reader *r, struct cursor *c)
 	    .events = (uint64_t)t[3],
 	    .stacks_lost = (uint64_t)t[4],
 	    .pages_untracked = (uint64_t)t[5],
+	    .allocs_untracked = (uint64_t)t[6],
 	};
 	return 0;
+}
+
+/* The sites' oldest live allocations: checked whole first (apply false), then applied. */
+static int oldest_entries(struct reader *r, struct cursor c, bool apply)
+{
+	uint64_t n = get_uv(&c);
+	int ret;
+
+	if (c.bad || n > c.len)
+		return BAD;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t site = get_uv(&c), k = get_uv(&c);
+
+		if (c.bad || site >= r->nsites || k == 0 || k > READ_MAX_OLDEST)
+			return BAD;
+		/* a site once in a file: the profile keeps every one it is given */
+		if (!apply && r->sites[site].has_oldest)
+			return BAD;
+		r->sites[site].has_oldest = true;
+		for (uint64_t j = 0; j < k; j++) {
+			struct profile_live l;
+			uint64_t tid;
+
+			l.at = get_f64(&c);
+			l.size = get_uv(&c);
+			l.addr = get_uv(&c);
+			tid = get_uv(&c);
+			if (c.bad || !time_ok(l.at) || l.size > (uint64_t)READ_MAX_VALUE ||
+			    tid > UINT32_MAX)
+				return BAD;
+			l.tid = (uint32_t)tid;
+			if (apply && (ret = profile_add_live(r->out->profile, (uint32_t)site, &l)))
+				return ret;
+		}
+		if (apply)
+			r->out->oldest_sites++;
+	}
+	return 0;
+}
+
+static int read_oldest(struct reader *r, struct cursor *c)
+{
+	int ret = oldest_entries(r, *c, false);
+
+	return ret ? ret : oldest_entries(r, *c, true);
 }
 
 static int read_end(struct reader *r, struct cursor *c)
@@ -1274,7 +1479,7 @@ static int read_end(struct reader *r, struct cursor *c)
 
 static int read_record(struct reader *r, uint32_t type, struct cursor *c)
 {
-	if (!r->have_meta && type >= REC_STRING && type <= REC_END)
+	if (!r->have_meta && type >= REC_STRING && type <= REC_OLDEST)
 		return BAD; /* everything a reader knows comes after the metadata */
 	switch (type) {
 	case REC_META:
@@ -1289,6 +1494,8 @@ static int read_record(struct reader *r, uint32_t type, struct cursor *c)
 		return read_tick(r, c);
 	case REC_END:
 		return read_end(r, c);
+	case REC_OLDEST:
+		return read_oldest(r, c);
 	default:
 		return 0; /* a record type from a later version: skipped */
 	}

@@ -197,6 +197,12 @@ static void file_start(struct recording *r, const struct sampler_opts *sopts, co
 	m.rss_start = rss_start;
 	m.budget_per_sec = sopts->budget_per_sec;
 	m.max_depth = sopts->max_depth;
+	m.rate = sopts->source == SAMPLER_GROWTH ? 0 : sopts->rate;
+	if (sampler_probes(r->sampler)) {
+		snprintf(m.allocator, sizeof(m.allocator), "%s",
+			 sampler_probes(r->sampler)->allocator);
+		m.coverage = sampler_probes(r->sampler)->coverage;
+	}
 	ret = recfile_write_meta(r->file, &m);
 	if (!ret)
 		ret = recfile_flush(r->file);
@@ -219,7 +225,9 @@ static void file_close(struct recording *r, const struct report_meta *meta)
 		e.profiler_max_rss = meta->profiler_max_rss;
 		e.bpf_map_bytes = meta->bpf_map_bytes;
 		e.profile_bytes = meta->profile_bytes;
-		ret = recfile_write_end(r->file, &e);
+		ret = recfile_write_oldest(r->file, r->profile);
+		if (!ret)
+			ret = recfile_write_end(r->file, &e);
 		if (!ret)
 			ret = recfile_flush(r->file);
 		if (ret)

@@ -101,15 +101,28 @@ static double error95(double var)
 
 #define REPORT_OLDEST 3
 
-static void print_alloc_summary(FILE *out, struct profile *p, const struct report_meta *m)
+/* Frees that do not reach the probes make live bytes meaningless: a build that copied its
+ * allocator's fast paths into the callers (coverage unknown: Debian's python3.11 with pymalloc,
+ * whose free function is never called at all), or no free seen in a recording that allocated. */
+static bool frees_unseen(const struct report_meta *m)
 {
-	const struct profile_site *const *sites;
+	return allocator_source(m) && (m->coverage < 0 || (m->counters[PMS_CNT_ALLOC_CALLS] > 0 &&
+							   m->counters[PMS_CNT_FREE_CALLS] == 0));
+}
+
+static size_t judged_candidates(struct profile *p, const struct report_meta *m,
+				struct candidate *out, size_t max)
+{
+	return frees_unseen(m) ? 0 : find_candidates(p, out, max);
+}
+
+static void print_alloc_summary(FILE *out, struct profile *p, const struct report_meta *m,
+				const struct profile_site *const *sites, size_t n)
+{
 	double var_live = 0, var_grown = 0, allocs = 0, frees = 0;
 	int64_t grown = 0, released = 0;
-	char a[32], b[32], c[32], d[32], r[32];
-	size_t n;
+	char a[32], ae[32], b[32], c[32], d[32], r[32];
 
-	sites = profile_sites(p, &n);
 	for (size_t i = 0; i < n; i++) {
 		grown += sites[i]->grown;
 		released += sites[i]->released;
@@ -119,14 +132,15 @@ static void print_alloc_summary(FILE *out, struct profile *p, const struct repor
 		frees += sites[i]->frees;
 	}
 	report_format_bytes((double)grown, a, sizeof(a));
+	report_format_bytes(error95(var_grown), ae, sizeof(ae));
 	report_format_bytes((double)released, b, sizeof(b));
 	report_format_bytes((double)(grown - released), c, sizeof(c));
 	report_format_bytes(error95(var_live), d, sizeof(d));
 	report_format_bytes((double)m->rate, r, sizeof(r));
 	fprintf(out,
-		"Allocated: %s in %.0f allocations (estimated), %s freed, %s live at the end "
-		"(+/- %s)\n",
-		a, allocs, b, c, d);
+		"Allocated: %s (+/- %s) in %.0f allocations, %s freed in %.0f, %s live at the "
+		"end (+/- %s); all estimates\n",
+		a, ae, allocs, b, frees, c, d);
 	fprintf(out,
 		"Sampling: %s (%s): %llu of %llu allocation calls sampled, each allocation of s "
 		"bytes with chance 1-exp(-s/%s) and counted 1/chance times; +/- is a 95%% "
@@ -157,6 +171,12 @@ static void print_alloc_summary(FILE *out, struct profile *p, const struct repor
 		(unsigned long long)m->counters[PMS_CNT_TRUNCATED],
 		(unsigned long long)m->counters[PMS_CNT_RINGBUF_FULL],
 		(unsigned long long)profile_totals(p)->stacks_lost);
+	if (frees_unseen(m))
+		fprintf(out,
+			"Warning: frees do not all reach the probes on this build (it copied the "
+			"allocator's fast paths into its callers, or no free was seen): live bytes "
+			"are not to be trusted, and leaks are not judged; use --events malloc or "
+			"growth here\n");
 	if (m->counters[PMS_CNT_LIVE_FULL])
 		fprintf(out,
 			"Warning: the kernel's map of sampled allocations was full %llu times: "
@@ -211,7 +231,7 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 	int64_t positive = 0;
 
 	profile_extend_to(p, m->duration);
-	ncands = find_candidates(p, cands, REPORT_MAX_CANDIDATES);
+	ncands = judged_candidates(p, m, cands, REPORT_MAX_CANDIDATES);
 	sites = profile_sites(p, &nsites);
 	for (size_t i = 0; i < nsites; i++)
 		if (net(sites[i]) > 0)
@@ -227,7 +247,7 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 	if (m->rss_end)
 		fprintf(out, "Target RSS: %s -> %s (%s)\n", a, b, c);
 	if (allocator_source(m)) {
-		print_alloc_summary(out, p, m);
+		print_alloc_summary(out, p, m, sites, nsites);
 		goto candidates;
 	}
 	report_format_bytes((double)t->grown, a, sizeof(a));
@@ -260,7 +280,9 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 
 candidates:
 	fprintf(out, "\nLeak candidates\n");
-	if (ncands == 0) {
+	if (frees_unseen(m)) {
+		fprintf(out, "  Not judged: frees are not seen on this build (see above).\n");
+	} else if (ncands == 0) {
 		report_format_bytes(leaks_min_rate(m->duration), a, sizeof(a));
 		fprintf(out,
 			"  Nothing looks like a leak after %.1f s of watching (the smallest rate "
@@ -334,7 +356,8 @@ static void json_alloc_site(struct json *j, const struct profile *p, const struc
 	json_kv_double(j, "live_error", error95(s->var_live));
 	json_kv_double(j, "allocated_count", s->allocs);
 	json_kv_double(j, "freed_count", s->frees);
-	json_kv_double(j, "live_count", s->allocs - s->frees);
+	/* the difference of two float sums: exactly 0 when no sample is left, never below */
+	json_kv_double(j, "live_count", s->live_samples ? fmax(0, s->allocs - s->frees) : 0);
 	json_kv_uint(j, "live_samples", s->live_samples);
 	json_key(j, "oldest_live");
 	json_array_begin(j);
@@ -361,7 +384,7 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	if (!j)
 		return -ENOMEM;
 	profile_extend_to(p, m->duration);
-	ncands = find_candidates(p, cands, REPORT_MAX_CANDIDATES);
+	ncands = judged_candidates(p, m, cands, REPORT_MAX_CANDIDATES);
 	sites = profile_sites(p, &nsites);
 	threads = profile_threads(p, &nthreads);
 
@@ -397,6 +420,7 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	}
 	json_array_end(j);
 	json_kv_double(j, "min_detectable_rate", leaks_min_rate(m->duration));
+	json_kv_bool(j, "frees_seen", !frees_unseen(m));
 
 	json_key(j, "sites");
 	json_array_begin(j);

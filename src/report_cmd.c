@@ -37,7 +37,9 @@ static void usage(FILE *out)
 		"holds before the damage, and exit status 7.\n\n"
 		"With --diff, compares two recordings of the same program: the sites (function,\n"
 		"file, line) whose growth rate changed most from A to B, then those whose bytes\n"
-		"did; sites only in B are marked [new], sites only in A [gone].\n\n"
+		"did; sites only in B are marked [new], sites only in A [gone]. Recordings of\n"
+		"allocator sources (--events malloc, pymalloc) compare live bytes; both must be\n"
+		"of the same source.\n\n"
 		"Options:\n"
 		"      --diff       compare recording A with recording B\n"
 		"  -n, --top N      sites in the text report (default %d)\n"
@@ -97,6 +99,10 @@ static int load(const char *path, unsigned top, struct loaded *l, struct pms_err
 	memcpy(m->counters, c->counters, sizeof(m->counters));
 	m->budget_per_sec = c->meta.budget_per_sec;
 	m->max_depth = c->meta.max_depth;
+	/* rate > 0 switches the printers to the allocator layout, as record's own report */
+	m->rate = c->meta.rate;
+	snprintf(m->allocator, sizeof(m->allocator), "%s", c->meta.allocator);
+	m->coverage = c->meta.coverage;
 	m->top = top;
 	if (c->has_end) {
 		m->duration = c->end.duration;
@@ -252,6 +258,7 @@ static int cmp_rows(const void *a, const void *b)
 	return cmp_key(row_site(x), row_site(y));
 }
 
+/* Growth: resident bytes charged, net of releases. Allocator sources: live bytes. */
 static int64_t site_net(const struct profile_site *s)
 {
 	return s ? s->grown - s->released : 0;
@@ -340,8 +347,12 @@ static void diff_text(const struct loaded *a, const struct loaded *b, const stru
 		       l->meta.pid, l->meta.comm, l->py.text, l->meta.duration,
 		       cut_short(l) ? " (truncated)" : "");
 	}
-	printf("\nSites whose growth changed most (resident bytes charged; rate: per second "
-	       "recorded)\n");
+	if (a->meta.rate > 0)
+		printf("\nSites whose live bytes changed most (estimated bytes allocated and not "
+		       "freed at the end; rate: per second recorded)\n");
+	else
+		printf("\nSites whose growth changed most (resident bytes charged; rate: per "
+		       "second recorded)\n");
 	printf("  %-3s %11s %11s %12s %10s %10s  %s\n", "#", "RATE A", "RATE B", "CHANGE",
 	       "BYTES A", "BYTES B", "FUNCTION (FILE:LINE)");
 	for (size_t i = 0; i < n && shown < top; i++) {
@@ -381,6 +392,8 @@ static int diff_json(const struct loaded *a, const struct loaded *b, const struc
 		return -ENOMEM;
 	json_object_begin(j);
 	json_kv_string(j, "schema", "pymemspy.diff/1");
+	/* what bytes_a and bytes_b count (a key added after the first release of the schema) */
+	json_kv_string(j, "measure", a->meta.rate > 0 ? "live_bytes" : "resident_growth");
 	for (int i = 0; i < 2; i++) {
 		const struct loaded *l = both[i];
 
@@ -443,6 +456,15 @@ static int report_diff(const char *path_a, const char *path_b, bool json, unsign
 	ret = load(path_b, top, &b, &err);
 	if (ret)
 		goto out;
+	/* resident growth and live heap bytes, or two allocators' views, are not one measure */
+	if (strcmp(a.meta.events, b.meta.events) != 0 || (a.meta.rate > 0) != (b.meta.rate > 0)) {
+		ret = pms_error_set(&err, EINVAL,
+				    "%s records '%s' events and %s records '%s': --diff compares "
+				    "two recordings of the same source (record both with the same "
+				    "--events)",
+				    a.path, a.meta.events, b.path, b.meta.events);
+		goto out;
+	}
 	if (strcmp(a.meta.comm, b.meta.comm) != 0 || strcmp(a.py.text, b.py.text) != 0)
 		fprintf(stderr,
 			"pymemspy: warning: A is %s (Python %s) and B is %s (Python %s): sites "

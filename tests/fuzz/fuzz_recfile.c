@@ -31,6 +31,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m.ended_by = c.has_end ? c.end.ended_by : "unknown";
 	m.budget_per_sec = c.meta.budget_per_sec;
 	m.max_depth = c.meta.max_depth;
+	/* rate > 0: the allocator layout (oldest live allocations, estimates and their errors) */
+	m.rate = c.meta.rate;
+	memcpy(m.allocator, c.meta.allocator, sizeof(m.allocator));
+	m.coverage = c.meta.coverage;
 	memcpy(m.counters, c.counters, sizeof(m.counters));
 	report_text(sink, c.profile, &m);
 	report_json(sink, c.profile, &m);

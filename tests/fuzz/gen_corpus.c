@@ -1,6 +1,6 @@
 /* Writes the fuzz target's seed corpus: small valid recordings (whole, cut, with every record
- * type), so that the fuzzer starts from inputs that get past the header and the CRCs.
- *     gen_corpus DIR */
+ * type, growth and allocator sources), so that the fuzzer starts from inputs that get past the
+ * header and the CRCs. gen_corpus DIR */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -238,6 +238,89 @@ static int seed(const char *dir, const char *name, int ticks, int nsites, bool e
 	return ret;
 }
 
+/* An allocator recording (--events malloc): META with the rate, allocator and coverage, deltas
+ * with allocator figures, the OLDEST record; cut to `keep` bytes when keep > 0. */
+static int alloc_seed(const char *dir, const char *name, long keep)
+{
+	struct pms_error err = {{0}};
+	struct recfile_writer *w;
+	struct recfile_meta meta;
+	struct recfile_end e = {.duration = 4, .ended_by = "signal", .rss_end = 1 << 24};
+	uint64_t counters[PMS_CNT_MAX] = {0};
+	struct profile_totals totals = {0};
+	const struct profile_delta_sink *s;
+	struct profile *p = profile_new(NULL);
+	char path[4096];
+	int ret;
+
+	if (!p)
+		return -1;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	ret = recfile_create(path, true, &w, &err);
+	if (ret) {
+		fprintf(stderr, "gen_corpus: %s\n", err.msg);
+		profile_free(p);
+		return ret;
+	}
+	recfile_meta_init(&meta);
+	meta.pid = 43;
+	strcpy(meta.comm, "python3");
+	strcpy(meta.python_version, "3.12.1");
+	strcpy(meta.python_build, "release");
+	strcpy(meta.events, "malloc");
+	meta.max_depth = 128;
+	meta.rate = 65536;
+	strcpy(meta.allocator, "glibc");
+	meta.coverage = 1.0;
+	recfile_write_meta(w, &meta);
+	s = recfile_sink(w);
+	for (int k = 0; k < 4; k++) {
+		for (int i = 0; i < 3; i++) {
+			struct profile_frame frame = {"make", "/srv/heap.py", 20 + i};
+			struct profile_site site = {.function = "make",
+						    .file = "/srv/heap.py",
+						    .line = 20 + i,
+						    .first_seen = 0.25};
+			struct profile_delta d = {.site = (uint32_t)i,
+						  .grown = 70000 * (i + 1),
+						  .released = 20000 * (k % 2),
+						  .samples = 2,
+						  .allocs = 3.5 * (i + 1),
+						  .frees = 1.25 * (k % 2),
+						  .var_grown = 4.5e9,
+						  .var_live = 2.25e9,
+						  .live_samples = k % 2 ? 1 : 2};
+
+			if (k == 0) {
+				s->site(s->ctx, (uint32_t)i, &site);
+				s->stack(s->ctx, (uint32_t)i, &frame, 1);
+				profile_define_site(p, (uint32_t)i, site.function, site.file,
+						    site.line, site.first_seen);
+			}
+			s->delta(s->ctx, &d);
+			profile_add_delta(p, &d, k + 0.5);
+			if (k < 2) {
+				struct profile_live l = {k + 0.5, 1000 + (uint64_t)i,
+							 0x1000 * (k + 1), 4242};
+
+				profile_add_live(p, (uint32_t)i, &l);
+			}
+		}
+		counters[PMS_CNT_ALLOC_CALLS] += 1000;
+		counters[PMS_CNT_ALLOC_SAMPLES] += 6;
+		totals.allocs_untracked += (uint64_t)k;
+		recfile_write_tick(w, k + 1.0, 1 << 24, counters, &totals);
+		recfile_flush(w);
+	}
+	recfile_write_oldest(w, p);
+	recfile_write_end(w, &e);
+	ret = recfile_close(w);
+	profile_free(p);
+	if (!ret && keep > 0 && truncate(path, keep) != 0)
+		ret = -1;
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -246,7 +329,8 @@ int main(int argc, char **argv)
 	}
 	if (seed(argv[1], "whole", 6, 3, true, 0) || seed(argv[1], "no-end", 4, 2, false, 0) ||
 	    seed(argv[1], "cut", 5, 2, false, 700) || seed(argv[1], "meta-only", 0, 0, false, 0) ||
-	    seed(argv[1], "many-sites", 3, 12, true, 0) || hand_seed(argv[1]))
+	    seed(argv[1], "many-sites", 3, 12, true, 0) || hand_seed(argv[1]) ||
+	    alloc_seed(argv[1], "alloc", 0) || alloc_seed(argv[1], "alloc-cut", 900))
 		return 1;
 	return 0;
 }

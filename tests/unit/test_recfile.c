@@ -1,6 +1,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <ftw.h>
 #include <sched.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include "profile.h"
 #include "pytarget.h"
 #include "recfile.h"
+#include "report.h"
 
 /* The subcommand (declared in cli.h once wired into main.c). */
 int cmd_report(int argc, char **argv);
@@ -1373,4 +1375,931 @@ Test(recfile, diff_shows_what_grew_most_first, .init = make_dir, .fini = remove_
 		cr_assert_eq(run_report(bad, 3, out, errout), 2);
 		cr_assert_eq(run_report(none, 1, out, errout), 2);
 	}
+}
+
+/* ---- Allocator sources (--events malloc, pymalloc) ---- */
+
+#define NA 6 /* sites of the allocator model; the last one has growth deltas only */
+
+/* What the deltas of an allocator recording add up to. Every value is a multiple of 1/4 well
+ * under 2^40: sums are exact in any order, so the rebuilt doubles must be equal, not close. */
+struct amodel {
+	int64_t grown[NA], released[NA];
+	uint64_t samples[NA];
+	double allocs[NA], frees[NA], var_grown[NA], var_live[NA];
+	int64_t live[NA];
+	int deltas[NA];
+	uint64_t counters[PMS_CNT_MAX];
+	struct profile_totals totals;
+	double last_at;
+};
+
+static void alloc_names(size_t i, char *fn, size_t fnlen, int *line)
+{
+	snprintf(fn, fnlen, "alloc_%zu", i);
+	*line = 10 + (int)i;
+}
+
+static void alloc_meta(struct recfile_meta *meta, const char *events)
+{
+	model_meta(meta);
+	strcpy(meta->events, events);
+	meta->rate = 65536;
+	strcpy(meta->allocator, "cpython 3.11");
+	meta->coverage = 0.875;
+}
+
+static void alloc_delta(struct amodel *m, const struct profile_delta_sink *s,
+			const struct profile_delta *d)
+{
+	size_t i = d->site;
+
+	m->grown[i] += d->grown;
+	m->released[i] += d->released;
+	m->samples[i] += d->samples;
+	m->allocs[i] += d->allocs;
+	m->frees[i] += d->frees;
+	m->var_grown[i] += d->var_grown;
+	m->var_live[i] += d->var_live;
+	m->live[i] += d->live_samples;
+	m->totals.grown += d->grown;
+	m->totals.released += d->released;
+	m->totals.events += d->samples;
+	cr_assert_eq(s->delta(s->ctx, d), 0);
+}
+
+/* The profile recfile_write_oldest reads: the model's sites (same names, same order) with its
+ * net bytes and live samples, and five live allocations each, the last site's included (it has
+ * no live samples: none of its allocations may be written). */
+static struct profile *alloc_oldest_profile(const struct amodel *m)
+{
+	struct profile *q = profile_new(NULL);
+
+	cr_assert_not_null(q);
+	for (size_t i = 0; i < NA; i++) {
+		struct profile_delta d = {.site = (uint32_t)i,
+					  .grown = m->grown[i],
+					  .released = m->released[i],
+					  .live_samples = m->live[i]};
+		char fn[32];
+		int line;
+
+		alloc_names(i, fn, sizeof(fn), &line);
+		cr_assert_eq(profile_define_site(q, (uint32_t)i, fn, "/srv/heap.py", line, 0.5), 0);
+		cr_assert_eq(profile_add_delta(q, &d, 1.0), 0);
+		for (int k = 0; k < 5; k++) {
+			/* out of order: the file has the oldest three */
+			struct profile_live l = {.at = 0.25 + (double)((k * 3) % 5) + (double)i / 8,
+						 .size = 1000 * (i + 1) + (uint64_t)k,
+						 .addr =
+						     0x7f0000000000ull + i * 0x10000 + (uint64_t)k,
+						 .tid = 100 + (uint32_t)k};
+
+			cr_assert_eq(profile_add_live(q, (uint32_t)i, &l), 0);
+		}
+	}
+	return q;
+}
+
+/* Writes an allocator recording of `ticks` ticks through the sink; returns the profile its
+ * OLDEST record was written from (with_oldest), else NULL. */
+static struct profile *write_alloc_model(const char *path, struct amodel *m, int ticks,
+					 bool with_oldest, bool end)
+{
+	struct pms_error err = {{0}};
+	struct recfile_writer *w;
+	struct recfile_meta meta;
+	const struct profile_delta_sink *s;
+	struct profile *q = NULL;
+
+	memset(m, 0, sizeof(*m));
+	cr_assert_eq(recfile_create(path, false, &w, &err), 0, "%s", err.msg);
+	alloc_meta(&meta, "pymalloc");
+	cr_assert_eq(recfile_write_meta(w, &meta), 0);
+	s = recfile_sink(w);
+	for (size_t i = 0; i < NA; i++) {
+		struct profile_site site = {.file = "/srv/heap.py", .first_seen = 0.5};
+		struct profile_frame frames[2] = {{NULL, "/srv/heap.py", 0},
+						  {"main", "/srv/m.py", 3}};
+		char fn[32];
+
+		alloc_names(i, fn, sizeof(fn), &site.line);
+		site.function = fn;
+		frames[0].function = fn;
+		frames[0].line = site.line;
+		cr_assert_eq(s->site(s->ctx, (uint32_t)i, &site), 0);
+		cr_assert_eq(s->stack(s->ctx, (uint32_t)i, frames, 2), 0);
+	}
+	for (int k = 0; k < ticks; k++) {
+		for (size_t i = 0; i < NA; i++) {
+			struct profile_delta d = {.site = (uint32_t)i};
+
+			if ((i + (size_t)k) % 3 == 0)
+				continue;
+			d.grown = 65536 * (int64_t)(i + 1) * (k % 4 + 1);
+			d.released = k % 2 ? 32768 * (int64_t)i : 0;
+			d.samples = 2 + i;
+			if (i < NA - 1) {
+				d.allocs = 1.25 * (double)(i + 1) * (k % 4 + 1);
+				d.frees = k % 2 ? 0.75 * (double)i : 0;
+				d.var_grown = 1048576.5 * (double)(i + 1);
+				d.var_live = (k % 3 == 1 ? -0.25 : 1.5) * 1048576 * (double)(i + 1);
+				/* +3, -1, +3...: never below zero */
+				d.live_samples = m->deltas[i]++ % 2 ? -1 : 3;
+			}
+			if (i == 0) {
+				/* taken twice before one tick: the writer sums them */
+				struct profile_delta half = d;
+
+				half.grown = d.grown / 2;
+				half.released = 0;
+				half.samples = 1;
+				half.allocs = d.allocs / 2;
+				half.frees = 0;
+				half.var_grown = d.var_grown / 2;
+				half.var_live = 0.5;
+				half.live_samples = 1;
+				alloc_delta(m, s, &half);
+				d.grown -= half.grown;
+				d.samples -= 1;
+				d.allocs -= half.allocs;
+				d.var_grown -= half.var_grown;
+				d.var_live -= 0.5;
+				d.live_samples -= 1;
+			}
+			alloc_delta(m, s, &d);
+		}
+		for (int c = 0; c < PMS_CNT_MAX; c++)
+			m->counters[c] += 1000 * (uint64_t)(c + 1) + (uint64_t)k;
+		m->totals.stacks_lost += 1;
+		m->totals.allocs_untracked += 2 + (uint64_t)k;
+		m->last_at = k + 1.0;
+		cr_assert_eq(recfile_write_tick(w, m->last_at, 1 << 26, m->counters, &m->totals),
+			     0);
+		cr_assert_eq(recfile_flush(w), 0);
+	}
+	if (with_oldest) {
+		q = alloc_oldest_profile(m);
+		cr_assert_eq(recfile_write_oldest(w, q), 0);
+	}
+	if (end)
+		cr_assert_eq(recfile_write_end(w, &model_end), 0);
+	cr_assert_eq(recfile_close(w), 0);
+	return q;
+}
+
+static const struct profile_site *site_named(struct profile *p, const char *fn)
+{
+	const struct profile_site *const *sites;
+	size_t n;
+
+	sites = profile_sites(p, &n);
+	for (size_t k = 0; k < n; k++)
+		if (strcmp(sites[k]->function, fn) == 0)
+			return sites[k];
+	return NULL;
+}
+
+static void check_oldest(struct profile *rebuilt, const struct profile_site *s,
+			 struct profile *from, const struct profile_site *fs)
+{
+	struct profile_live want[RECFILE_OLDEST_PER_SITE], got[8];
+	size_t nw = 0, ng = profile_oldest_live(rebuilt, s, got, 8);
+
+	if (fs && fs->live_samples)
+		nw = profile_oldest_live(from, fs, want, RECFILE_OLDEST_PER_SITE);
+	cr_assert_eq(ng, nw, "%s: %zu oldest, not %zu", s->function, ng, nw);
+	for (size_t k = 0; k < nw; k++) {
+		cr_assert_eq(got[k].at, want[k].at);
+		cr_assert_eq(got[k].size, want[k].size);
+		cr_assert_eq(got[k].addr, want[k].addr);
+		cr_assert_eq(got[k].tid, want[k].tid);
+	}
+}
+
+static void check_alloc_model(struct recfile_contents *c, const struct amodel *m, struct profile *q)
+{
+	const struct profile_totals *t = profile_totals(c->profile);
+	size_t n;
+
+	cr_assert_str_eq(c->meta.events, "pymalloc");
+	cr_assert_eq(c->meta.rate, 65536);
+	cr_assert_str_eq(c->meta.allocator, "cpython 3.11");
+	cr_assert_eq(c->meta.coverage, 0.875);
+	cr_assert_eq(c->last_tick, m->last_at);
+	cr_assert_eq(memcmp(c->counters, m->counters, sizeof(m->counters)), 0,
+		     "every counter, the allocator ones included");
+	cr_assert_eq(t->grown, m->totals.grown);
+	cr_assert_eq(t->released, m->totals.released);
+	cr_assert_eq(t->events, m->totals.events);
+	cr_assert_eq(t->stacks_lost, m->totals.stacks_lost);
+	cr_assert_eq(t->allocs_untracked, m->totals.allocs_untracked);
+	profile_sites(c->profile, &n);
+	cr_assert_eq(n, NA);
+	for (size_t i = 0; i < NA; i++) {
+		char fn[32];
+		int line;
+		const struct profile_site *s;
+
+		alloc_names(i, fn, sizeof(fn), &line);
+		s = site_named(c->profile, fn);
+		cr_assert_not_null(s, "%s", fn);
+		cr_assert_eq(s->line, line);
+		cr_assert_eq(s->stack_len, 2);
+		cr_assert_eq(s->grown, m->grown[i], "%s", fn);
+		cr_assert_eq(s->released, m->released[i]);
+		cr_assert_eq(s->samples, m->samples[i]);
+		cr_assert_eq(s->allocs, m->allocs[i], "%s: %f, not %f", fn, s->allocs,
+			     m->allocs[i]);
+		cr_assert_eq(s->frees, m->frees[i]);
+		cr_assert_eq(s->var_grown, m->var_grown[i]);
+		cr_assert_eq(s->var_live, m->var_live[i]);
+		cr_assert_eq(s->live_samples, (uint64_t)m->live[i]);
+		if (q)
+			check_oldest(c->profile, s, q, site_named(q, fn));
+	}
+	cr_assert_eq(c->oldest_sites, q ? NA - 1 : 0);
+}
+
+Test(recfile, allocator_figures_and_oldest_live_round_trip, .init = make_dir, .fini = remove_dir)
+{
+	static struct amodel m;
+	struct recfile_contents c;
+	struct pms_error err = {{0}};
+	struct profile *q;
+	char path[128];
+
+	path_in(path, sizeof(path), "alloc.pmsrec");
+	q = write_alloc_model(path, &m, 12, true, true);
+	cr_assert_gt(m.live[0], 0);
+	cr_assert_eq(recfile_read(path, &c, &err), 0, "%s", err.msg);
+	cr_assert_not(c.truncated);
+	cr_assert(c.has_end);
+	check_alloc_model(&c, &m, q);
+	recfile_contents_free(&c);
+	profile_free(q);
+}
+
+/* Files cut anywhere: whole records only, the allocator figures of a tick with its deltas, the
+ * oldest live allocations all or none. */
+Test(recfile, every_byte_of_an_allocator_file_cut, .init = make_dir, .fini = remove_dir)
+{
+	static struct amodel m;
+	char path[128];
+	struct profile *q;
+	uint8_t *data;
+	size_t len, meta_end;
+
+	path_in(path, sizeof(path), "acut.pmsrec");
+	q = write_alloc_model(path, &m, 4, true, true);
+	data = slurp(path, &len);
+	meta_end = 16 + 12 + (data[20] | data[21] << 8 | data[22] << 16 | (size_t)data[23] << 24);
+	for (size_t cut = meta_end; cut <= len; cut++) {
+		struct recfile_contents c;
+		struct pms_error err = {{0}};
+		const struct profile_site *const *sites;
+		size_t n;
+
+		cr_assert_eq(recfile_read_buffer(data, cut, &c, &err), 0, "cut at %zu: %s", cut,
+			     err.msg);
+		cr_assert_not(c.corrupt, "cut at %zu", cut);
+		cr_assert_eq(c.truncated, c.valid_bytes != cut);
+		cr_assert_eq(c.meta.rate, 65536);
+		cr_assert(c.oldest_sites == 0 || c.oldest_sites == NA - 1, "cut at %zu", cut);
+		sites = profile_sites(c.profile, &n);
+		for (size_t k = 0; k < n; k++) {
+			size_t i = (size_t)atoi(sites[k]->function + 6);
+
+			cr_assert_lt(i, NA);
+			cr_assert_leq(sites[k]->allocs, m.allocs[i]);
+			cr_assert_leq(sites[k]->var_grown, m.var_grown[i]);
+			/* a tick's allocation figures come with its bytes, never without */
+			cr_assert_eq(sites[k]->allocs == 0, sites[k]->grown == 0 || i == NA - 1);
+		}
+		if (cut == len)
+			check_alloc_model(&c, &m, q);
+		recfile_contents_free(&c);
+	}
+	free(data);
+	profile_free(q);
+}
+
+/* Of many sites with live samples, the RECFILE_OLDEST_SITES with the most net bytes. */
+Test(recfile, oldest_live_of_the_biggest_sites_only, .init = make_dir, .fini = remove_dir)
+{
+	enum { MANY = RECFILE_OLDEST_SITES + 3 };
+	struct pms_error err = {{0}};
+	struct recfile_writer *w;
+	struct recfile_meta meta;
+	struct recfile_contents c;
+	const struct profile_delta_sink *s;
+	struct profile *q = profile_new(NULL);
+	uint64_t counters[PMS_CNT_MAX] = {0};
+	struct profile_totals totals = {0};
+	char path[128], fn[32];
+
+	path_in(path, sizeof(path), "many.pmsrec");
+	cr_assert_eq(recfile_create(path, false, &w, &err), 0, "%s", err.msg);
+	alloc_meta(&meta, "malloc");
+	cr_assert_eq(recfile_write_meta(w, &meta), 0);
+	s = recfile_sink(w);
+	for (size_t i = 0; i < MANY; i++) {
+		struct profile_site site = {.function = fn, .file = "/srv/x.py", .line = 1};
+		struct profile_delta d = {.site = (uint32_t)i,
+					  .grown = 4096 * (int64_t)(i + 1),
+					  .samples = 1,
+					  .allocs = 1,
+					  .live_samples = 1};
+		struct profile_live l = {.at = 0.5, .size = 4096, .addr = i, .tid = 1};
+
+		snprintf(fn, sizeof(fn), "f%zu", i);
+		cr_assert_eq(s->site(s->ctx, (uint32_t)i, &site), 0);
+		cr_assert_eq(s->delta(s->ctx, &d), 0);
+		cr_assert_eq(profile_define_site(q, (uint32_t)i, fn, "/srv/x.py", 1, 0), 0);
+		cr_assert_eq(profile_add_delta(q, &d, 0.5), 0);
+		cr_assert_eq(profile_add_live(q, (uint32_t)i, &l), 0);
+	}
+	cr_assert_eq(recfile_write_tick(w, 1.0, 0, counters, &totals), 0);
+	cr_assert_eq(recfile_write_oldest(w, q), 0);
+	cr_assert_eq(recfile_close(w), 0);
+	cr_assert_eq(recfile_read(path, &c, &err), 0, "%s", err.msg);
+	cr_assert_eq(c.oldest_sites, RECFILE_OLDEST_SITES);
+	for (size_t i = 0; i < MANY; i++) {
+		struct profile_live got[4];
+		const struct profile_site *site;
+
+		snprintf(fn, sizeof(fn), "f%zu", i);
+		site = site_named(c.profile, fn);
+		cr_assert_not_null(site);
+		cr_assert_eq(profile_oldest_live(c.profile, site, got, 4), i < 3 ? 0u : 1u,
+			     "site %zu", i);
+	}
+	recfile_contents_free(&c);
+	profile_free(q);
+}
+
+/* ---- Hand-made files: the previous format, and later additions ---- */
+
+struct hand {
+	uint8_t d[4096];
+	size_t n, rec;
+};
+
+static void h8(struct hand *h, unsigned v)
+{
+	cr_assert_lt(h->n, sizeof(h->d));
+	h->d[h->n++] = (uint8_t)v;
+}
+
+static void h32(struct hand *h, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		h8(h, (v >> (8 * i)) & 0xff);
+}
+
+static void h64(struct hand *h, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		h8(h, (unsigned)(v >> (8 * i)) & 0xff);
+}
+
+static void hf64(struct hand *h, double d)
+{
+	uint64_t v;
+
+	memcpy(&v, &d, sizeof(v));
+	h64(h, v);
+}
+
+static void huv(struct hand *h, uint64_t v)
+{
+	do {
+		h8(h, (unsigned)(v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+}
+
+static void hsv(struct hand *h, int64_t v)
+{
+	huv(h, v < 0 ? ~((uint64_t)v << 1) : (uint64_t)v << 1);
+}
+
+static void hstr(struct hand *h, const char *s)
+{
+	size_t n = strlen(s);
+
+	h8(h, n & 0xff);
+	h8(h, n >> 8);
+	for (size_t i = 0; i < n; i++)
+		h8(h, (unsigned char)s[i]);
+}
+
+static void hbegin(struct hand *h, uint32_t type)
+{
+	h->rec = h->n;
+	h32(h, type);
+	h32(h, 0);
+}
+
+static void hend(struct hand *h)
+{
+	uint32_t len = (uint32_t)(h->n - h->rec - 8);
+
+	for (int i = 0; i < 4; i++)
+		h->d[h->rec + 4 + i] = (uint8_t)(len >> (8 * i));
+	h32(h, (uint32_t)crc32(0, h->d + h->rec, (uInt)(h->n - h->rec)));
+}
+
+/* The header, the META of format version 1 as first written (no allocator fields) unless
+ * `extra`, two strings and one site with a stack. */
+static void hand_start(struct hand *h, bool alloc_fields, bool extra)
+{
+	h->n = 0;
+	for (const char *m = RECFILE_MAGIC; *m; m++)
+		h8(h, (unsigned char)*m);
+	h32(h, 1);
+	h32(h, 0);
+	hbegin(h, 1);
+	h32(h, 777);
+	hstr(h, "python3");
+	hstr(h, "3.11.7");
+	hstr(h, "release");
+	hstr(h, alloc_fields ? "malloc" : "growth");
+	hstr(h, "x86_64, Linux 6.1.0");
+	hf64(h, 1.7e9);
+	h64(h, 1 << 24);
+	h32(h, 500);
+	h32(h, 64);
+	if (alloc_fields) {
+		h64(h, 4096);
+		hstr(h, "glibc");
+		hf64(h, -1);
+	}
+	if (extra)
+		hstr(h, "a field of a later version");
+	hend(h);
+	hbegin(h, 2);
+	huv(h, 0);
+	hstr(h, "grow");
+	hend(h);
+	hbegin(h, 2);
+	huv(h, 1);
+	hstr(h, "/srv/a.py");
+	hend(h);
+	hbegin(h, 3);
+	huv(h, 0);
+	huv(h, 0);
+	huv(h, 1);
+	hsv(h, 7);
+	hf64(h, 0.5);
+	hend(h);
+	hbegin(h, 4);
+	huv(h, 0);
+	huv(h, 1);
+	huv(h, 0);
+	huv(h, 1);
+	hsv(h, 7);
+	hend(h);
+}
+
+/* A TICK at `at` with ncounters counters (counter i = 100 + i), ntotals totals and one delta
+ * of site 0 (+8192, -4096, 2 samples); then `tail` (allocator figures...) written by the
+ * caller before hend. */
+static void hand_tick(struct hand *h, double at, uint64_t ncounters, uint64_t ntotals)
+{
+	hbegin(h, 5);
+	hf64(h, at);
+	huv(h, 1 << 25);
+	huv(h, ncounters);
+	for (uint64_t i = 0; i < ncounters; i++)
+		huv(h, 100 + i);
+	huv(h, ntotals);
+	for (uint64_t i = 0; i < ntotals; i++)
+		huv(h, i < 3 ? 2 * (1000 + i) : 1000 + i); /* the first three zigzag-signed */
+	hf64(h, 0);
+	huv(h, 0);
+	huv(h, 1);
+	huv(h, 0);
+	hsv(h, 8192);
+	hsv(h, 4096);
+	huv(h, 2);
+	huv(h, 0);
+	huv(h, 0);
+	huv(h, 1);
+	huv(h, 4242);
+	hsv(h, 8192);
+}
+
+static void hand_end(struct hand *h)
+{
+	hbegin(h, 6);
+	hf64(h, 3.0);
+	hstr(h, "duration");
+	h64(h, 1 << 25);
+	hf64(h, 0.1);
+	h64(h, 1);
+	h64(h, 2);
+	h64(h, 3);
+	hend(h);
+}
+
+/* A file as the previous version wrote it (META without the allocator fields, 12 counters, 6
+ * totals, no allocator figures) reads as a growth recording. */
+Test(recfile, files_of_the_previous_version_still_read, .init = make_dir, .fini = remove_dir)
+{
+	static struct hand h;
+	struct recfile_contents c;
+	struct pms_error err = {{0}};
+	const struct profile_site *const *sites;
+	const struct profile_totals *t;
+	char path[128], out[128], errout[128];
+	char *argv[] = {"report", path, NULL};
+	char *text;
+	size_t n;
+
+	hand_start(&h, false, false);
+	hand_tick(&h, 1.0, 12, 6);
+	hend(&h);
+	hand_tick(&h, 2.0, 12, 6);
+	hend(&h);
+	hand_end(&h);
+	cr_assert_eq(recfile_read_buffer(h.d, h.n, &c, &err), 0, "%s", err.msg);
+	cr_assert_not(c.truncated);
+	cr_assert(c.has_end);
+	cr_assert_str_eq(c.meta.events, "growth");
+	cr_assert_eq(c.meta.max_depth, 64);
+	cr_assert_eq(c.meta.rate, 0);
+	cr_assert_str_eq(c.meta.allocator, "");
+	cr_assert_eq(c.meta.coverage, 1.0);
+	for (int i = 0; i < PMS_CNT_MAX; i++)
+		cr_assert_eq(c.counters[i], i < 12 ? 100 + (uint64_t)i : 0, "counter %d", i);
+	t = profile_totals(c.profile);
+	cr_assert_eq(t->grown, 1000);
+	cr_assert_eq(t->released, 1001);
+	cr_assert_eq(t->pages_untracked, 1005);
+	cr_assert_eq(t->allocs_untracked, 0);
+	sites = profile_sites(c.profile, &n);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(sites[0]->grown, 16384);
+	cr_assert_eq(sites[0]->released, 8192);
+	cr_assert_eq(sites[0]->samples, 4);
+	cr_assert_eq(sites[0]->allocs, 0);
+	cr_assert_eq(sites[0]->live_samples, 0);
+	cr_assert_eq(c.oldest_sites, 0);
+	recfile_contents_free(&c);
+
+	path_in(path, sizeof(path), "old.pmsrec");
+	path_in(out, sizeof(out), "out.txt");
+	path_in(errout, sizeof(errout), "err.txt");
+	spill(path, h.d, h.n);
+	cr_assert_eq(run_report(argv, 2, out, errout), 0);
+	text = text_of(out);
+	cr_assert(strstr(text, "Top sites by resident growth"), "%s", text);
+	cr_assert(strstr(text, "grow (/srv/a.py:7)"), "%s", text);
+	free(text);
+}
+
+/* What a later version may add is skipped: fields after the known ones (META, TICK), more
+ * counters and totals than this reader knows, records of unknown types. */
+Test(recfile, later_additions_are_skipped)
+{
+	static struct hand h;
+	struct recfile_contents c;
+	struct pms_error err = {{0}};
+	const struct profile_site *const *sites;
+	size_t n;
+
+	hand_start(&h, true, true);
+	hand_tick(&h, 1.0, PMS_CNT_MAX + 7, 12);
+	huv(&h, 1); /* allocator figures of site 0 */
+	huv(&h, 0);
+	hf64(&h, 2.5);
+	hf64(&h, 0.5);
+	hf64(&h, 1e9);
+	hf64(&h, 5e8);
+	hsv(&h, 2);
+	hstr(&h, "a later field");
+	hend(&h);
+	hbegin(&h, 99);
+	hstr(&h, "a later record");
+	hend(&h);
+	hbegin(&h, 7); /* OLDEST: site 0, one allocation */
+	huv(&h, 1);
+	huv(&h, 0);
+	huv(&h, 1);
+	hf64(&h, 0.75);
+	huv(&h, 300);
+	huv(&h, 0xdead0000);
+	huv(&h, 4242);
+	hstr(&h, "a later field");
+	hend(&h);
+	hand_end(&h);
+	cr_assert_eq(recfile_read_buffer(h.d, h.n, &c, &err), 0, "%s", err.msg);
+	cr_assert_not(c.truncated);
+	cr_assert(c.has_end);
+	cr_assert_eq(c.meta.rate, 4096);
+	cr_assert_str_eq(c.meta.allocator, "glibc");
+	cr_assert_eq(c.meta.coverage, -1);
+	for (int i = 0; i < PMS_CNT_MAX; i++)
+		cr_assert_eq(c.counters[i], 100 + (uint64_t)i);
+	cr_assert_eq(profile_totals(c.profile)->allocs_untracked, 1006);
+	sites = profile_sites(c.profile, &n);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(sites[0]->allocs, 2.5);
+	cr_assert_eq(sites[0]->frees, 0.5);
+	cr_assert_eq(sites[0]->var_grown, 1e9);
+	cr_assert_eq(sites[0]->var_live, 5e8);
+	cr_assert_eq(sites[0]->live_samples, 2);
+	cr_assert_eq(c.oldest_sites, 1);
+	{
+		struct profile_live l[2];
+
+		cr_assert_eq(profile_oldest_live(c.profile, sites[0], l, 2), 1);
+		cr_assert_eq(l[0].at, 0.75);
+		cr_assert_eq(l[0].size, 300);
+		cr_assert_eq(l[0].addr, 0xdead0000);
+		cr_assert_eq(l[0].tid, 4242);
+	}
+	recfile_contents_free(&c);
+}
+
+/* Allocator figures and oldest allocations that do not fit what precedes them are damage. */
+Test(recfile, inconsistent_allocator_records_are_damage)
+{
+	static struct hand h;
+	struct recfile_contents c;
+	struct pms_error err = {{0}};
+	/* site, allocs, live_samples: a site with no delta in the tick; live samples below 0;
+	 * not a number; the same site twice */
+	static const struct {
+		uint64_t site;
+		double allocs;
+		int64_t live;
+		bool twice;
+	} bad[] = {{1, 1, 1, false}, {0, 1, -1, false}, {0, NAN, 1, false}, {0, 1, 1, true}};
+
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		hand_start(&h, true, false);
+		hand_tick(&h, 1.0, 3, 3);
+		hend(&h);
+		hand_tick(&h, 2.0, 3, 3);
+		huv(&h, bad[k].twice ? 2 : 1);
+		for (int r = 0; r < (bad[k].twice ? 2 : 1); r++) {
+			huv(&h, bad[k].site);
+			hf64(&h, bad[k].allocs);
+			hf64(&h, 0);
+			hf64(&h, 0);
+			hf64(&h, 0);
+			hsv(&h, bad[k].live);
+		}
+		hend(&h);
+		hand_end(&h);
+		pms_error_clear(&err);
+		cr_assert_eq(recfile_read_buffer(h.d, h.n, &c, &err), 0, "%s", err.msg);
+		cr_assert(c.corrupt, "case %zu", k);
+		cr_assert_eq(c.last_tick, 1.0, "the damaged tick changes nothing");
+		cr_assert_eq(profile_sites(c.profile, &(size_t){0})[0]->allocs, 0);
+		recfile_contents_free(&c);
+	}
+	/* an OLDEST naming a site twice, or an unknown one */
+	for (int k = 0; k < 2; k++) {
+		hand_start(&h, true, false);
+		hbegin(&h, 7);
+		huv(&h, k ? 1 : 2);
+		for (int r = 0; r < (k ? 1 : 2); r++) {
+			huv(&h, k ? 5 : 0);
+			huv(&h, 1);
+			hf64(&h, 0.5);
+			huv(&h, 300);
+			huv(&h, 1);
+			huv(&h, 1);
+		}
+		hend(&h);
+		hand_end(&h);
+		cr_assert_eq(recfile_read_buffer(h.d, h.n, &c, &err), 0, "%s", err.msg);
+		cr_assert(c.corrupt, "case %d", k);
+		cr_assert_eq(c.oldest_sites, 0);
+		recfile_contents_free(&c);
+	}
+}
+
+/* ---- An allocator recording, live: the file's report is the recorder's ---- */
+
+static bool close_to(double a, double b)
+{
+	return fabs(a - b) <= 1e-9 * fmax(1, fmax(fabs(a), fabs(b)));
+}
+
+static struct pms_event alloc_event(int k, int e)
+{
+	struct pms_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.kind = PMS_EV_ALLOC;
+	ev.tid = 7 + (uint32_t)e % 2;
+	ev.addr = 0x5000000 + (uint64_t)(k * 8 + e) * 0x1000;
+	ev.len = 100 + 700 * (uint64_t)e + 13 * (uint64_t)k;
+	ev.addr2 = pms_sample_p_q32(ev.len, 4096); /* weights of 1.5 to 40 */
+	/* four sites: no thread state, no Python frame, a stack, a stack that never came */
+	switch (e % 4) {
+	case 0:
+		ev.flags = PMS_EVF_NO_TSTATE;
+		break;
+	case 1:
+		break;
+	case 2:
+		ev.flags = PMS_EVF_STACK_INLINE;
+		ev.stack_id = 300;
+		ev.nframes = 2;
+		ev.frames[0].code = 0x77;
+		ev.frames[1].code = 0x78;
+		break;
+	default:
+		ev.stack_id = 999;
+		break;
+	}
+	if (k == 3 && e == 5)
+		ev.flags |= PMS_EVF_UNTRACKED;
+	return ev;
+}
+
+/* What `report FILE` prints, byte for byte, is what `record` printed from its live profile:
+ * the allocator layout (allocated, freed, live, +/-, counts, oldest live), text and JSON. */
+Test(recfile, an_allocator_recording_reports_as_recorded, .init = start_python, .fini = stop_python)
+{
+	struct pms_error err = {{0}};
+	struct profile *p;
+	struct recfile_writer *w;
+	struct recfile_meta meta;
+	struct recfile_contents c;
+	struct recfile_end e = model_end;
+	uint64_t counters[PMS_CNT_MAX] = {0};
+	struct pyversion py = {.major = 3, .minor = 11, .micro = 7, .text = "3.11.7"};
+	struct report_meta rm = {0};
+	char path[128], out[128], errout[128], mine[128];
+	char *argv[] = {"report", path, NULL}, *argvj[] = {"report", path, "--json", NULL};
+	const struct profile_site *const *src;
+	size_t n;
+	char *text, *want;
+	FILE *f;
+
+	if (!python)
+		cr_skip_test("needs /usr/bin/python3.11, readable");
+	p = profile_new(python);
+	cr_assert_not_null(p);
+	path_in(path, sizeof(path), "live-alloc.pmsrec");
+	path_in(out, sizeof(out), "out.txt");
+	path_in(errout, sizeof(errout), "err.txt");
+	path_in(mine, sizeof(mine), "mine.txt");
+	cr_assert_eq(recfile_create(path, false, &w, &err), 0, "%s", err.msg);
+	alloc_meta(&meta, "malloc");
+	meta.rate = 4096;
+	strcpy(meta.allocator, "glibc");
+	cr_assert_eq(recfile_write_meta(w, &meta), 0);
+	for (int k = 0; k < 10; k++) {
+		for (int ev_i = 0; ev_i < 8; ev_i++) {
+			struct pms_event ev = alloc_event(k, ev_i);
+
+			cr_assert_eq(
+			    profile_add_event(p, &ev, PMS_EVENT_SIZE(ev.nframes), k + ev_i / 10.0),
+			    0);
+		}
+		/* half of what was allocated two seconds ago is freed */
+		for (int ev_i = 0; k >= 2 && ev_i < 8; ev_i += 2) {
+			struct pms_event ev = alloc_event(k - 2, ev_i);
+
+			ev.kind = PMS_EV_FREE;
+			cr_assert_eq(profile_add_event(p, &ev, PMS_EVENT_SIZE(0), k + 0.85), 0);
+		}
+		counters[PMS_CNT_ALLOC_CALLS] += 800;
+		counters[PMS_CNT_ALLOC_SAMPLES] += 8;
+		counters[PMS_CNT_FREES_MATCHED] += k >= 2 ? 4 : 0;
+		counters[PMS_CNT_NESTED] += 1;
+		cr_assert_eq(recfile_tick(w, p, k + 1.05, 1 << 26, counters), 0);
+	}
+	/* as the recorder ends: a last tick, the oldest live allocations, the END */
+	cr_assert_eq(recfile_tick(w, p, 10.5, 1 << 26, counters), 0);
+	cr_assert_eq(recfile_write_oldest(w, p), 0);
+	e.duration = 10.5;
+	cr_assert_eq(recfile_write_end(w, &e), 0);
+	cr_assert_eq(recfile_close(w), 0);
+
+	cr_assert_eq(recfile_read(path, &c, &err), 0, "%s", err.msg);
+	check_same(p, c.profile);
+	cr_assert_eq(profile_totals(c.profile)->allocs_untracked, 1);
+	cr_assert_eq(profile_totals(c.profile)->allocs_untracked,
+		     profile_totals(p)->allocs_untracked);
+	src = profile_sites(p, &n);
+	cr_assert_eq(n, 4);
+	for (size_t i = 0; i < n; i++) {
+		const struct profile_site *s = site_named(c.profile, src[i]->function);
+
+		cr_assert_not_null(s);
+		cr_assert(close_to(s->allocs, src[i]->allocs), "%s", s->function);
+		cr_assert(close_to(s->frees, src[i]->frees));
+		cr_assert(close_to(s->var_grown, src[i]->var_grown));
+		cr_assert(close_to(s->var_live, src[i]->var_live));
+		cr_assert_eq(s->live_samples, src[i]->live_samples);
+		cr_assert_gt(s->live_samples, 0);
+		check_oldest(c.profile, s, p, src[i]);
+	}
+	cr_assert_eq(c.oldest_sites, 4);
+	recfile_contents_free(&c);
+
+	/* the recorder's report, with what it knew (as record.c fills report_meta) */
+	py.build = PY_BUILD_DEBUG;
+	py.evidence = "the recording";
+	rm.pid = 4242;
+	rm.comm = "python3.11";
+	rm.python = &py;
+	rm.events = "malloc";
+	rm.duration = e.duration;
+	rm.rss_start = 50000000;
+	rm.rss_end = e.rss_end;
+	memcpy(rm.counters, counters, sizeof(counters));
+	rm.budget_per_sec = 2000;
+	rm.rate = 4096;
+	strcpy(rm.allocator, "glibc");
+	rm.coverage = 0.875;
+	rm.max_depth = 128;
+	rm.profiler_cpu = e.profiler_cpu;
+	rm.profiler_max_rss = e.profiler_max_rss;
+	rm.bpf_map_bytes = e.bpf_map_bytes;
+	rm.profile_bytes = e.profile_bytes;
+	rm.ended_by = e.ended_by;
+	rm.top = 10;
+	f = fopen(mine, "w");
+	report_text(f, p, &rm);
+	fclose(f);
+	cr_assert_eq(run_report(argv, 2, out, errout), 0);
+	text = text_of(out);
+	want = text_of(mine);
+	cr_assert(strstr(want, "Top sites by live bytes"), "%s", want);
+	cr_assert(strstr(want, "oldest:"), "%s", want);
+	cr_assert(strstr(want, "Coverage: the probed functions see about 88%"), "%s", want);
+	cr_assert_str_eq(text, want);
+	free(text);
+	free(want);
+
+	f = fopen(mine, "w");
+	cr_assert_eq(report_json(f, p, &rm), 0);
+	fclose(f);
+	cr_assert_eq(run_report(argvj, 3, out, errout), 0);
+	text = text_of(out);
+	want = text_of(mine);
+	/* the file's document is the recorder's with "truncated" and "recording" added */
+	*strrchr(want, '}') = '\0';
+	while (strlen(want) && strchr(" \n", want[strlen(want) - 1]))
+		want[strlen(want) - 1] = '\0';
+	cr_assert(strstr(want, "\"allocated_at\": "), "%s", want);
+	cr_assert(strstr(want, "\"allocator\": \"glibc\""), "%s", want);
+	{
+		size_t at = 0;
+
+		while (want[at] && text[at] == want[at])
+			at++;
+		cr_assert_eq(want[at], '\0', "differs at %zu: ...%.200s\n---\n...%.200s", at,
+			     text + (at > 100 ? at - 100 : 0), want + (at > 100 ? at - 100 : 0));
+	}
+	cr_assert(strstr(text + strlen(want), "\"truncated\": false"));
+	free(text);
+	free(want);
+	profile_free(p);
+}
+
+/* --diff of two allocator recordings compares live bytes; a growth recording and an allocator
+ * one are not compared. */
+Test(recfile, diff_of_allocator_recordings, .init = make_dir, .fini = remove_dir)
+{
+	static struct amodel m;
+	char a[128], b[128], g[128], out[128], errout[128];
+	char *argv[] = {"report", "--diff", a, b, NULL};
+	char *argvj[] = {"report", "--diff", a, b, "--json", NULL};
+	char *mixed[] = {"report", "--diff", g, b, NULL};
+	char *text;
+
+	path_in(a, sizeof(a), "a.pmsrec");
+	path_in(b, sizeof(b), "b.pmsrec");
+	path_in(g, sizeof(g), "g.pmsrec");
+	path_in(out, sizeof(out), "out.txt");
+	path_in(errout, sizeof(errout), "err.txt");
+	profile_free(write_alloc_model(a, &m, 3, true, true));
+	profile_free(write_alloc_model(b, &m, 9, true, true));
+	write_two_sites(g, 4096, 4096, false);
+
+	cr_assert_eq(run_report(argv, 4, out, errout), 0);
+	text = text_of(out);
+	cr_assert(strstr(text, "Sites whose live bytes changed most"), "%s", text);
+	cr_assert(strstr(text, "alloc_4 (/srv/heap.py:14)"), "%s", text);
+	free(text);
+	cr_assert_eq(run_report(argvj, 5, out, errout), 0);
+	text = text_of(out);
+	cr_assert(strstr(text, "\"measure\": \"live_bytes\""), "%s", text);
+	free(text);
+
+	cr_assert_eq(run_report(mixed, 4, out, errout), 2);
+	text = text_of(errout);
+	cr_assert(strstr(text, "records 'growth' events and"), "%s", text);
+	cr_assert(strstr(text, "same --events"), "%s", text);
+	free(text);
 }
