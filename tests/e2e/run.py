@@ -187,14 +187,16 @@ class Ctx:
         if self.killed or self.remaining() <= 0:
             raise Fail("case deadline (%.0fs) passed while %s" % (self.timeout, what))
 
-    def spawn(self, argv, stdin=None, name="target"):
+    def spawn(self, argv, stdin=None, name="target", env_extra=None):
         """Start a process in its own session; its stdout/stderr go to files in the case dir."""
         self.check_time("starting " + name)
         n = len(self.procs)
         outp = os.path.join(self.dir, "%s.%d.out" % (name, n))
         errp = os.path.join(self.dir, "%s.%d.err" % (name, n))
         with open(outp, "wb") as o, open(errp, "wb") as e:
-            p = subprocess.Popen(argv, stdin=stdin, stdout=o, stderr=e, cwd=self.dir, env=clean_env(),
+            env = clean_env()
+            env.update(env_extra or {})
+            p = subprocess.Popen(argv, stdin=stdin, stdout=o, stderr=e, cwd=self.dir, env=env,
                                  start_new_session=True)
         p.out_path, p.err_path, p.argv = outp, errp, argv
         with self.lock:
@@ -2797,10 +2799,11 @@ def check_alloc_shape(doc, events, rate):
     return p
 
 
-def start_alloc_target(ctx, python, script, *args):
+def start_alloc_target(ctx, python, script, *args, env_extra=None):
     """Start alloc_known.py/alloc_nogil.py; return (proc, truth) once it waits for go."""
     truth_path = os.path.join(ctx.dir, "truth.json")
-    p = python_target(ctx, python, script, truth_path, *[str(a) for a in args], stdin=subprocess.PIPE)
+    p = python_target(ctx, python, script, truth_path, *[str(a) for a in args], stdin=subprocess.PIPE,
+                      env_extra=env_extra)
     wait_file(ctx, truth_path, p, "truth file")
     with open(truth_path, encoding="utf-8") as f:
         truth = json.load(f)
@@ -2969,13 +2972,18 @@ def check_known(r, doc, truth, done, events, rate, partial):
     return problems, notes
 
 
-def case_alloc_known(ctx, python, iid, events, rate=None):
-    """record --events malloc|pymalloc on alloc_known.py: see check_known."""
-    p, truth = start_alloc_target(ctx, python, "alloc_known.py", "malloc" if events == "malloc" else "pymalloc", 60)
+def case_alloc_known(ctx, python, iid, events, rate=None, preload=None):
+    """record --events malloc|pymalloc on alloc_known.py: see check_known. preload: (library path,
+    allocator name) of a malloc loaded in libc's place with LD_PRELOAD, which must be the one probed."""
+    p, truth = start_alloc_target(ctx, python, "alloc_known.py", "malloc" if events == "malloc" else "pymalloc", 60,
+                                  env_extra={"LD_PRELOAD": preload[0]} if preload else None)
     r, done = alloc_record(ctx, p, truth, events, rate)
     doc = parse_report(r, truth["pid"], truth, events=events)
     rate = rate or ALLOC_RATE_DEFAULT
     problems = check_alloc_shape(doc, events, rate)
+    if preload and (doc.get("sampling") or {}).get("allocator") != preload[1]:
+        problems.append("sampling.allocator is %r, want %r (LD_PRELOAD=%s)"
+                        % ((doc.get("sampling") or {}).get("allocator"), preload[1], preload[0]))
     if not problems:
         if doc.get("ended_by") not in (None, "signal"):
             problems.append("ended_by is %r after SIGINT" % doc.get("ended_by"))
@@ -3135,6 +3143,12 @@ def record_cases():
                           timeout=150, needs=interp(iid), cost=30))
     for iid, path in INTERPRETERS:  # --events malloc|pymalloc (alloc_known.py, alloc_nogil.py)
         cases.append(Case("record/malloc/known/" + iid, case_alloc_known, (path, iid, "malloc"), needs=path, cost=6))
+        if iid == "3.12.1":
+            for lib, name in (("libjemalloc.so.2", "jemalloc"), ("libtcmalloc_minimal.so.4", "tcmalloc"),
+                              ("libmimalloc.so.2", "mimalloc")):
+                full = "/usr/lib/x86_64-linux-gnu/" + lib
+                cases.append(Case("record/malloc/%s/%s" % (name, iid), case_alloc_known,
+                                  (path, iid, "malloc", None, (full, name)), needs=path, cost=6))
         cases.append(Case("record/pymalloc/known/" + iid, case_alloc_known, (path, iid, "pymalloc", 4096),
                           needs=path, cost=7))
         cases.append(Case("record/malloc/nogil/" + iid, case_alloc_nogil, (path,), needs=path, cost=6))
