@@ -125,12 +125,14 @@ static bool is_free(enum alloc_fn fn)
 	return fn == ALLOC_FN_FREE || fn == ALLOC_FN_PY_FREE;
 }
 
-/* Where the entry probe of a function sits: on the return probe's address, so that one trap
- * serves both; only functions without a return probe (free) may sit on a cheaper later
- * instruction. */
+/* Where both probes of a function sit (one trap serves the entry and the return): on the first
+ * instruction the kernel emulates, when only instructions that touch neither the arguments nor
+ * the stack pointer come before it (allocators_find checks that). A return probe takes the
+ * return address from the top of the stack when it fires, which is still where the call left
+ * it, so it may sit there too. */
 static uint64_t entry_offset(const struct alloc_probe *p)
 {
-	return p->offset + (is_free(p->fn) ? p->entry_skip : 0);
+	return p->offset + p->entry_skip;
 }
 
 static int attach_failed(const struct alloc_probe *probe, int e, struct pms_error *err)
@@ -178,12 +180,10 @@ static int link_multi(struct sampler *s, struct bpf_program *prog, const char *p
 	for (size_t i = 0; i < s->probes.n; i++) {
 		const struct alloc_probe *p = &s->probes.probes[i];
 
-		/* a session needs its return at the entry; a session entry of free returns 1, so
-		 * it may sit on a later, cheaper instruction */
 		if (strcmp(p->path, path) != 0 || (returns && is_free(p->fn)))
 			continue;
 		first = first ? first : p;
-		offsets[n] = returns ? p->offset : entry_offset(p);
+		offsets[n] = entry_offset(p);
 		cookies[n++] = (uint64_t)p->fn;
 	}
 	if (!n)
@@ -273,10 +273,10 @@ static int attach_perf(struct sampler *s, pid_t pid, struct pms_error *err)
 
 			if (!pass && is_free(p->fn))
 				continue;
-			link = bpf_program__attach_uprobe_opts(
-			    pass ? s->alloc->progs.pms_alloc_enter
-				 : s->alloc->progs.pms_alloc_return,
-			    pid, p->path, pass ? entry_offset(p) : p->offset, &uo);
+			link =
+			    bpf_program__attach_uprobe_opts(pass ? s->alloc->progs.pms_alloc_enter
+								 : s->alloc->progs.pms_alloc_return,
+							    pid, p->path, entry_offset(p), &uo);
 			if (!link)
 				return attach_failed(p, errno ? errno : EINVAL, err);
 			s->links[s->nlinks++] = link;
