@@ -77,6 +77,18 @@ void profile_extend_to(struct profile *p, double at);
 
 /* Sites sorted by net bytes (grown - released), biggest first; valid until the next add. */
 const struct profile_site *const *profile_sites(struct profile *p, size_t *n);
+/* A whole stack (not only its innermost frame) and what it was charged. */
+struct profile_stack {
+	const struct profile_frame *frames; /* innermost first */
+	size_t nframes;
+	int64_t grown;	  /* bytes grown, or allocated */
+	int64_t released; /* of those, released, or freed */
+	uint64_t samples;
+};
+
+/* The stacks with the most net bytes, biggest first: fills out (at most max), returns how many. */
+size_t profile_stacks(const struct profile *p, struct profile_stack *out, size_t max);
+
 /* The oldest sampled allocations of a site that are still alive, oldest first; returns how many
  * were written to out (at most max). */
 size_t profile_oldest_live(const struct profile *p, const struct profile_site *s,
@@ -129,6 +141,9 @@ int profile_set_stack(struct profile *p, uint32_t id, const struct profile_frame
 int profile_add_delta(struct profile *p, const struct profile_delta *d, double at);
 /* Adds bytes to a thread. */
 int profile_add_thread(struct profile *p, uint32_t tid, int64_t bytes);
+/* Adds a whole stack with its figures (what profile_stacks reports), attached to no site. */
+int profile_add_stack(struct profile *p, const struct profile_frame *frames, size_t n,
+		      int64_t grown, int64_t released, uint64_t samples);
 /* Adds a surviving sampled allocation to a defined site (what profile_oldest_live reports). */
 int profile_add_live(struct profile *p, uint32_t id, const struct profile_live *l);
 /* Replaces the totals (as recorded). */

@@ -79,6 +79,9 @@ int recfile_tick(struct recfile_writer *w, struct profile *p, double at, uint64_
  * cumulative. 0, or the writer's error (see recfile_flush). */
 int recfile_write_tick(struct recfile_writer *w, double at, uint64_t rss,
 		       const uint64_t counters[PMS_CNT_MAX], const struct profile_totals *totals);
+/* At most this many whole stacks are written at the end (WHOLE_STACK records). */
+#define RECFILE_WHOLE_STACKS 50
+
 /* Sampled allocations still alive, written once after the last tick and before the END:
  * for each site with live samples, the oldest RECFILE_OLDEST_PER_SITE (profile_oldest_live),
  * over the RECFILE_OLDEST_SITES sites with the most net bytes. Sites the file does not hold yet

@@ -21,6 +21,7 @@ struct live_rec {
 	uint64_t addr, size;
 	double at, weight; /* weight: 1/p, what this sample stands for */
 	uint32_t site, tid;
+	uint32_t stack; /* index in stacks, UINT32_MAX when none */
 };
 
 struct site_rec {
@@ -39,7 +40,9 @@ struct site_rec {
 
 struct stack_rec {
 	size_t site;
-	int64_t bytes;
+	int64_t bytes;	  /* grown (allocated) */
+	int64_t released; /* of which released (freed) */
+	uint64_t samples;
 	struct profile_frame *frames;
 	size_t nframes;
 };
@@ -309,7 +312,7 @@ static void charge_thread(struct profile *p, uint32_t tid, int64_t bytes)
 /* Charges bytes to the site of an event's stack (or a pseudo-site saying why there is none);
  * returns the site, SIZE_MAX when out of memory. */
 static size_t charge_site(struct profile *p, const struct pms_event *ev, size_t size, double at,
-			  int64_t bytes)
+			  int64_t bytes, size_t *stack_out)
 {
 	size_t stack = SIZE_MAX, site;
 	const char *pseudo = NULL;
@@ -331,8 +334,10 @@ static size_t charge_site(struct profile *p, const struct pms_event *ev, size_t 
 		struct stack_rec *st = &p->stacks[stack];
 
 		st->bytes += bytes;
+		st->samples++;
 		site = st->site;
 	}
+	*stack_out = stack;
 	if (site == SIZE_MAX)
 		return SIZE_MAX;
 	p->sites[site].pub.grown += bytes;
@@ -348,12 +353,12 @@ static size_t charge_site(struct profile *p, const struct pms_event *ev, size_t 
 static int add_growth(struct profile *p, const struct pms_event *ev, size_t size, double at)
 {
 	int64_t bytes = ev->bytes;
-	size_t site;
+	size_t site, stack;
 
 	p->totals.events++;
 	p->totals.grown += bytes;
 	charge_thread(p, ev->tid, bytes);
-	site = charge_site(p, ev, size, at, bytes);
+	site = charge_site(p, ev, size, at, bytes, &stack);
 	if (site == SIZE_MAX)
 		return -ENOMEM;
 	/* remember which site grew this page, so that releasing it can be charged back */
@@ -474,6 +479,8 @@ static void free_live(struct profile *p, uint64_t addr, double at)
 	if (s->pub.var_live < 0)
 		s->pub.var_live = 0;
 	s->pub.live_samples--;
+	if (l->stack < p->nstacks)
+		p->stacks[l->stack].released += bytes;
 	p->totals.released += bytes;
 	charge_thread(p, l->tid, -bytes);
 	series_add(p, l->site, at, -bytes);
@@ -513,14 +520,14 @@ static int add_alloc(struct profile *p, const struct pms_event *ev, size_t size,
 	double var = (double)ev->len * (double)ev->len * weight * (weight - 1);
 	int64_t bytes = llround((double)ev->len * weight);
 	struct site_rec *s;
-	size_t site, slot;
+	size_t site, slot, stack;
 
 	/* the allocator handed this address out again: the block we followed was freed unseen */
 	free_live(p, ev->addr, at);
 	p->totals.events++;
 	p->totals.grown += bytes;
 	charge_thread(p, ev->tid, bytes);
-	site = charge_site(p, ev, size, at, bytes);
+	site = charge_site(p, ev, size, at, bytes, &stack);
 	if (site == SIZE_MAX)
 		return -ENOMEM;
 	s = &p->sites[site];
@@ -533,6 +540,8 @@ static int add_alloc(struct profile *p, const struct pms_event *ev, size_t size,
 			p->live_holes[p->nholes++] = (uint32_t)slot;
 		p->totals.allocs_untracked++;
 		s->pub.released += bytes;
+		if (stack != SIZE_MAX)
+			p->stacks[stack].released += bytes;
 		s->pub.frees += weight;
 		charge_thread(p, ev->tid, -bytes);
 		return 0;
@@ -544,10 +553,59 @@ static int add_alloc(struct profile *p, const struct pms_event *ev, size_t size,
 	    .weight = weight,
 	    .site = (uint32_t)site,
 	    .tid = ev->tid,
+	    .stack = stack == SIZE_MAX ? UINT32_MAX : (uint32_t)stack,
 	};
 	s->pub.var_live += var;
 	s->pub.live_samples++;
 	return series_add(p, site, at, bytes);
+}
+
+/* Net bytes, then allocated, then samples, then names: the same order for a recording and for
+ * its file read back. */
+static int cmp_stacks(const void *a, const void *b)
+{
+	const struct profile_stack *x = a, *y = b;
+	int64_t nx = x->grown - x->released, ny = y->grown - y->released;
+	int c;
+
+	if (nx != ny)
+		return nx > ny ? -1 : 1;
+	if (x->grown != y->grown)
+		return x->grown > y->grown ? -1 : 1;
+	if (x->samples != y->samples)
+		return x->samples > y->samples ? -1 : 1;
+	for (size_t i = 0; i < x->nframes && i < y->nframes; i++) {
+		if ((c = strcmp(x->frames[i].function, y->frames[i].function)) ||
+		    (c = strcmp(x->frames[i].file, y->frames[i].file)))
+			return c;
+		if (x->frames[i].line != y->frames[i].line)
+			return x->frames[i].line < y->frames[i].line ? -1 : 1;
+	}
+	return x->nframes < y->nframes ? -1 : x->nframes > y->nframes;
+}
+
+size_t profile_stacks(const struct profile *p, struct profile_stack *out, size_t max)
+{
+	struct profile_stack *all;
+	size_t n;
+
+	if (!p->nstacks || !max)
+		return 0;
+	all = malloc(p->nstacks * sizeof(*all));
+	if (!all)
+		return 0;
+	n = 0;
+	/* stacks that carry nothing (a rebuilt profile's representative stacks) are not listed */
+	for (size_t i = 0; i < p->nstacks; i++)
+		if (p->stacks[i].bytes || p->stacks[i].released)
+			all[n++] = (struct profile_stack){p->stacks[i].frames, p->stacks[i].nframes,
+							  p->stacks[i].bytes, p->stacks[i].released,
+							  p->stacks[i].samples};
+	qsort(all, n, sizeof(*all), cmp_stacks);
+	n = n < max ? n : max;
+	memcpy(out, all, n * sizeof(*out));
+	free(all);
+	return n;
 }
 
 size_t profile_oldest_live(const struct profile *p, const struct profile_site *s,
@@ -759,11 +817,13 @@ int profile_define_site(struct profile *p, uint32_t id, const char *function, co
 	return 0;
 }
 
-int profile_set_stack(struct profile *p, uint32_t id, const struct profile_frame *frames, size_t n)
+/* A new stack record holding a copy of frames (strings interned). */
+static int copy_stack(struct profile *p, const struct profile_frame *frames, size_t n,
+		      struct stack_rec **out)
 {
 	struct stack_rec *st;
 
-	if (id >= p->nsites || n == 0 || n > PMS_MAX_DEPTH)
+	if (n == 0 || n > PMS_MAX_DEPTH)
 		return -EINVAL;
 	if (p->nstacks == PROFILE_MAX_STACKS)
 		return -ENOMEM;
@@ -791,8 +851,22 @@ int profile_set_stack(struct profile *p, uint32_t id, const struct profile_frame
 		}
 	}
 	st->nframes = n;
-	st->site = id;
 	p->nstacks++;
+	*out = st;
+	return 0;
+}
+
+int profile_set_stack(struct profile *p, uint32_t id, const struct profile_frame *frames, size_t n)
+{
+	struct stack_rec *st;
+	int ret;
+
+	if (id >= p->nsites)
+		return -EINVAL;
+	ret = copy_stack(p, frames, n, &st);
+	if (ret)
+		return ret;
+	st->site = id;
 	p->sites[id].pub.stack = st->frames;
 	p->sites[id].pub.stack_len = n;
 	p->sites[id].stack_announced = st->frames;
@@ -831,6 +905,21 @@ int profile_add_thread(struct profile *p, uint32_t tid, int64_t bytes)
 	return 0;
 }
 
+int profile_add_stack(struct profile *p, const struct profile_frame *frames, size_t n,
+		      int64_t grown, int64_t released, uint64_t samples)
+{
+	struct stack_rec *st;
+	int ret = copy_stack(p, frames, n, &st);
+
+	if (ret)
+		return ret;
+	st->site = SIZE_MAX;
+	st->bytes = grown;
+	st->released = released;
+	st->samples = samples;
+	return 0;
+}
+
 int profile_add_live(struct profile *p, uint32_t id, const struct profile_live *l)
 {
 	size_t slot;
@@ -848,6 +937,7 @@ int profile_add_live(struct profile *p, uint32_t id, const struct profile_live *
 	    .weight = 1,
 	    .site = id,
 	    .tid = l->tid,
+	    .stack = UINT32_MAX,
 	};
 	return 0;
 }

@@ -26,6 +26,7 @@ enum rec_type {
 	REC_TICK = 5,
 	REC_END = 6,
 	REC_OLDEST = 7,
+	REC_WHOLE_STACK = 8,
 };
 
 #define HEADER_BYTES	   16
@@ -826,6 +827,39 @@ int recfile_tick(struct recfile_writer *w, struct profile *p, double at, uint64_
 			  nbuckets ? profile_bucket_seconds(p) : 0, nbuckets);
 }
 
+/* The stacks with the most net bytes, one WHOLE_STACK record each (allocator sources only: a
+ * growth report has no per-stack section). */
+static int write_whole_stacks(struct recfile_writer *w, struct profile *p)
+{
+	struct profile_stack st[RECFILE_WHOLE_STACKS];
+	uint64_t ids[2 * PMS_MAX_DEPTH];
+	size_t n = profile_stacks(p, st, RECFILE_WHOLE_STACKS), at;
+
+	for (size_t i = 0; i < n && !w->error; i++) {
+		size_t nf = st[i].nframes > PMS_MAX_DEPTH ? PMS_MAX_DEPTH : st[i].nframes;
+
+		if (!nf || (!st[i].grown && !st[i].released))
+			continue;
+		/* strings first: their records must precede the stack that uses them */
+		for (size_t f = 0; f < nf; f++)
+			if (string_id(w, st[i].frames[f].function, &ids[2 * f]) ||
+			    string_id(w, st[i].frames[f].file, &ids[2 * f + 1]))
+				return w->error ? w->error : -ENOMEM;
+		at = record_begin(&w->buf, REC_WHOLE_STACK);
+		put_sv(&w->buf, st[i].grown);
+		put_sv(&w->buf, st[i].released);
+		put_uv(&w->buf, st[i].samples);
+		put_uv(&w->buf, nf);
+		for (size_t f = 0; f < nf; f++) {
+			put_uv(&w->buf, ids[2 * f]);
+			put_uv(&w->buf, ids[2 * f + 1]);
+			put_sv(&w->buf, st[i].frames[f].line);
+		}
+		record_end(w, at);
+	}
+	return w->error;
+}
+
 int recfile_write_oldest(struct recfile_writer *w, struct profile *p)
 {
 	const struct profile_site *const *sites;
@@ -870,13 +904,17 @@ int recfile_write_oldest(struct recfile_writer *w, struct profile *p)
 		fail(w, -ENOMEM);
 		return -ENOMEM;
 	}
-	if (!nsites)
-		return 0;
-	at = record_begin(&w->buf, REC_OLDEST);
-	put_uv(&w->buf, nsites);
-	put(&w->buf, body.p, body.len);
+	if (nsites) {
+		at = record_begin(&w->buf, REC_OLDEST);
+		put_uv(&w->buf, nsites);
+		put(&w->buf, body.p, body.len);
+		if (record_end(w, at)) {
+			free(body.p);
+			return w->error;
+		}
+	}
 	free(body.p);
-	return record_end(w, at);
+	return write_whole_stacks(w, p);
 }
 
 int recfile_write_end(struct recfile_writer *w, const struct recfile_end *e)
@@ -1457,6 +1495,27 @@ static int read_oldest(struct reader *r, struct cursor *c)
 	return ret ? ret : oldest_entries(r, *c, true);
 }
 
+static int read_whole_stack(struct reader *r, struct cursor *c)
+{
+	struct profile_frame frames[PMS_MAX_DEPTH];
+	int64_t grown = get_sv(c), released = get_sv(c);
+	uint64_t samples = get_uv(c), n = get_uv(c);
+
+	if (c->bad || n == 0 || n > PMS_MAX_DEPTH || grown < -READ_MAX_BYTES ||
+	    grown > READ_MAX_BYTES || released < -READ_MAX_BYTES || released > READ_MAX_BYTES ||
+	    samples > (uint64_t)READ_MAX_VALUE)
+		return BAD;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t fn = get_uv(c), file = get_uv(c);
+		int64_t line = get_sv(c);
+
+		if (c->bad || fn >= r->nstrings || file >= r->nstrings || !line_ok(line))
+			return BAD;
+		frames[i] = (struct profile_frame){r->strings[fn], r->strings[file], (int)line};
+	}
+	return profile_add_stack(r->out->profile, frames, n, grown, released, samples);
+}
+
 static int read_end(struct reader *r, struct cursor *c)
 {
 	struct recfile_end *e = &r->out->end;
@@ -1479,7 +1538,7 @@ static int read_end(struct reader *r, struct cursor *c)
 
 static int read_record(struct reader *r, uint32_t type, struct cursor *c)
 {
-	if (!r->have_meta && type >= REC_STRING && type <= REC_OLDEST)
+	if (!r->have_meta && type >= REC_STRING && type <= REC_WHOLE_STACK)
 		return BAD; /* everything a reader knows comes after the metadata */
 	switch (type) {
 	case REC_META:
@@ -1494,6 +1553,8 @@ static int read_record(struct reader *r, uint32_t type, struct cursor *c)
 		return read_tick(r, c);
 	case REC_END:
 		return read_end(r, c);
+	case REC_WHOLE_STACK:
+		return read_whole_stack(r, c);
 	case REC_OLDEST:
 		return read_oldest(r, c);
 	default:

@@ -342,6 +342,28 @@ void report_json_stack(struct json *j, const struct profile_frame *frames, size_
 	json_array_end(j);
 }
 
+#define REPORT_JSON_STACKS 50
+
+/* The allocator sources' view per whole stack: what each allocated, freed and still holds. */
+static void json_alloc_stacks(struct json *j, const struct profile *p)
+{
+	struct profile_stack st[REPORT_JSON_STACKS];
+	size_t n = profile_stacks(p, st, REPORT_JSON_STACKS);
+
+	json_key(j, "stacks");
+	json_array_begin(j);
+	for (size_t i = 0; i < n; i++) {
+		json_object_begin(j);
+		json_kv_int(j, "allocated", st[i].grown);
+		json_kv_int(j, "freed", st[i].released);
+		json_kv_int(j, "live", st[i].grown - st[i].released);
+		json_kv_uint(j, "samples", st[i].samples);
+		report_json_stack(j, st[i].frames, st[i].nframes);
+		json_object_end(j);
+	}
+	json_array_end(j);
+}
+
 /* The allocator sources' figures of a site: estimates, their 95% error, the oldest survivors. */
 static void json_alloc_site(struct json *j, const struct profile *p, const struct profile_site *s,
 			    const struct report_meta *m)
@@ -445,6 +467,9 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 		json_object_end(j);
 	}
 	json_array_end(j);
+
+	if (allocator_source(m))
+		json_alloc_stacks(j, p);
 
 	json_key(j, "threads");
 	json_array_begin(j);
