@@ -1,5 +1,8 @@
-/* Judging a site's growth over time: is it a leak (steady growth that does not level off), how
- * fast, and how sure are we. The score is explained in man/pymemspy.1 (LEAK CANDIDATES). */
+/* Judging a site's growth over time: is it a leak (growth that goes on at its pace to the end
+ * of the recording), how fast, and how sure are we. Growth and releases are read as compound
+ * Poisson processes, steps at random times, so that a few heavy sampled steps give an honest,
+ * wide interval rather than a precise-looking one. The rule is explained in man/pymemspy.1
+ * (Leak candidates). */
 #ifndef PMS_LEAKS_H
 #define PMS_LEAKS_H
 
@@ -9,22 +12,45 @@
 
 struct leak_verdict {
 	bool candidate;
-	double rate;	 /* bytes per second, least-squares slope of resident bytes */
-	double rate_low; /* 95% interval of the slope */
-	double rate_high;
-	double confidence; /* 0..1: fit quality x share of windows that grew x length of evidence */
+	double rate;	   /* bytes per second: net growth over the judged window / its length */
+	double rate_low;   /* 95% interval of the rate: the least it grew less the most it */
+	double rate_high;  /* released, each a Poisson count of its effective steps */
+	double confidence; /* 0..1: rate_low / rate, the share of the rate that is sure */
 	double steady;	   /* share of windows that grew */
-	bool plateaued;	   /* grew early, then stopped */
-	double score;	   /* ranking: confidence x rate */
+	double steps;	   /* effective number of independent growth steps: grown^2 / variance */
+	double quiet_p;	   /* chance that growth at this pace leaves as long a quiet end */
+	double slowdown_z; /* standard errors by which the second half grew less than the first */
+	bool plateaued;	   /* grew, then stopped (quiet_p < 5%) or slowed (slowdown_z > 3.09) */
+	double score;	   /* ranking: confidence x rate, that is rate_low */
 };
 
-/* Smallest net growth (bytes) that can make a candidate. */
+/* A site's series, and what is known of how it was measured. */
+struct leak_series {
+	const int64_t *bytes; /* net bytes (grown - released) per bucket, from the start */
+	/* growth samples (stack walks, sampled allocations) charged per bucket, or NULL */
+	const uint64_t *samples;
+	/* without them: the bytes one sample stands for on average (the site's grown bytes over
+	 * its samples), a bucket that grew x being x / step_bytes samples; 0 as well: every
+	 * bucket that grew counts as one step, the most cautious reading */
+	double step_bytes;
+	size_t n;
+	double bucket_seconds;
+	/* seconds the n buckets cover (the last one may be partial); 0: n x bucket_seconds */
+	double duration;
+};
+
+/* Smallest net growth (bytes) that can make a candidate: the low end of the 95% interval of
+ * what the judged window grew must reach it. */
 #define LEAKS_MIN_BYTES (64 * 1024)
 
-/* Judges a series of net bytes per bucket (bucket_seconds wide). */
+/* Judges a series. */
+void leaks_judge_ex(const struct leak_series *s, struct leak_verdict *out);
+
+/* Judges a series of net bytes per bucket (bucket_seconds wide), with no sample counts. */
 void leaks_judge(const int64_t *series, size_t n, double bucket_seconds, struct leak_verdict *out);
 
-/* The smallest rate (bytes/s) that could have been flagged in a window of `seconds`. */
+/* The smallest rate (bytes/s) that is sure to be flagged in a window of `seconds` (one-second
+ * buckets, growth the same every second, no sample counts). */
 double leaks_min_rate(double seconds);
 
 #endif
