@@ -7,7 +7,6 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 
 .DELETE_ON_ERROR:
-.SECONDARY:
 .SUFFIXES:
 
 BUILD    ?= build
@@ -47,8 +46,16 @@ TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_OBJS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%.o,$(TEST_SRCS))
 BIN       := $(BUILD)/pymemspy
 
-.PHONY: all deps check test unit e2e sanitize demo install clean format format-check layouts bench
+.PHONY: all deps check test unit e2e sanitize demo install clean format format-check layouts bench \
+	bench-leaks bench-leaks-fast
+# generated headers and objects are kept, not removed as intermediates
+.SECONDARY: $(SKELS) $(BPF_OBJS) $(BUILD)/vmlinux.h
+# ./pymemspy points at the default build; other build dirs (BUILD=...) leave it alone
+ifeq ($(BUILD),build)
 all: pymemspy
+else
+all: $(BIN)
+endif
 
 pymemspy: $(BIN)
 	$(Q)ln -sf $(BIN) $@
@@ -115,6 +122,7 @@ check: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory format-check
 	$(Q)$(MAKE) --no-print-directory test
+	$(Q)$(MAKE) --no-print-directory bench-leaks-fast
 	$(Q)$(MAKE) --no-print-directory sanitize
 	$(Q)tools/fuzz.sh 30
 
@@ -133,6 +141,16 @@ bench: all
 	$(Q)tools/host-setup.sh
 	$(Q)bench/overhead
 	$(Q)bench/attribution
+
+# The leak scenarios (bench/leaks/README.md): 14 patterns, one table of verdicts, about 8 min.
+bench-leaks: $(BIN)
+	$(Q)tools/host-setup.sh
+	$(Q)bench/leaks/run --pymemspy $(BIN)
+
+# Two of them as a test (about 50 s): exits 1 when a verdict is wrong.
+bench-leaks-fast: $(BIN)
+	$(Q)tools/host-setup.sh
+	$(Q)bench/leaks/run --fast --pymemspy $(BIN)
 
 FORMAT_FILES = $(wildcard src/*.c include/*.h bpf/*.c bpf/*.h tests/unit/*.c tests/fuzz/*.c)
 format:

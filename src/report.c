@@ -37,16 +37,25 @@ static int cmp_candidates(const void *a, const void *b)
 }
 
 /* The sites that look like leaks, best first. */
-static size_t find_candidates(struct profile *p, struct candidate *out, size_t max)
+static size_t find_candidates(struct profile *p, double duration, struct candidate *out, size_t max)
 {
 	const struct profile_site *const *sites;
 	size_t n, k = 0;
 
 	sites = profile_sites(p, &n);
 	for (size_t i = 0; i < n && sites; i++) {
+		const struct profile_site *s = sites[i];
+		/* a sample stands for grown/samples bytes on average: how many steps a bucket is */
+		struct leak_series ls = {
+		    .bytes = s->series,
+		    .n = s->nseries,
+		    .bucket_seconds = profile_bucket_seconds(p),
+		    .duration = duration,
+		    .step_bytes = s->samples ? (double)s->grown / (double)s->samples : 0,
+		};
 		struct leak_verdict v;
 
-		leaks_judge(sites[i]->series, sites[i]->nseries, profile_bucket_seconds(p), &v);
+		leaks_judge_ex(&ls, &v);
 		if (!v.candidate)
 			continue;
 		if (k < max) {
@@ -65,7 +74,7 @@ double report_top_confidence(struct profile *p, double duration)
 	size_t n;
 
 	profile_extend_to(p, duration);
-	n = find_candidates(p, cands, REPORT_MAX_CANDIDATES);
+	n = find_candidates(p, duration, cands, REPORT_MAX_CANDIDATES);
 	return n ? cands[0].v.confidence : 0;
 }
 
@@ -113,7 +122,7 @@ static bool frees_unseen(const struct report_meta *m)
 static size_t judged_candidates(struct profile *p, const struct report_meta *m,
 				struct candidate *out, size_t max)
 {
-	return frees_unseen(m) ? 0 : find_candidates(p, out, max);
+	return frees_unseen(m) ? 0 : find_candidates(p, m->duration, out, max);
 }
 
 static void print_alloc_summary(FILE *out, struct profile *p, const struct report_meta *m,

@@ -321,14 +321,22 @@ static int judge_rows(struct top *t, const struct profile_site *const *sites, si
 	}
 	for (size_t r = 0; r < nrows; r++) {
 		struct tui_row *row = &t->rows[r];
+		struct leak_series ls = {
+		    .bucket_seconds = bucket,
+		    /* a sample stands for grown/samples bytes on average: steps per bucket */
+		    .step_bytes = row->samples ? (double)row->allocated / (double)row->samples : 0,
+		};
 
 		if (row->resident < LEAKS_MIN_BYTES)
 			continue;
-		if (row->sites == 1)
-			leaks_judge(sites[only[r]]->series, sites[only[r]]->nseries, bucket,
-				    &row->leak);
-		else
-			leaks_judge(&bufs[buf_of[r] * nb], nb, bucket, &row->leak);
+		if (row->sites == 1) {
+			ls.bytes = sites[only[r]]->series;
+			ls.n = sites[only[r]]->nseries;
+		} else {
+			ls.bytes = &bufs[buf_of[r] * nb];
+			ls.n = nb;
+		}
+		leaks_judge_ex(&ls, &row->leak);
 	}
 out:
 	free(buf_of);
