@@ -40,15 +40,24 @@ struct {
 	__type(value, struct pending_fault);
 } faults SEC(".maps");
 
-/* The budget, in 100 ms windows: each window samples growth events 1 in 2^shift, the shift
- * chosen from how many events the previous window saw, and charges a sampled one 2^shift times
- * its bytes, so that estimates stay unbiased (Horvitz-Thompson) while walks stay bounded. */
+/* The budget, in 100 ms windows per thread: a thread's window samples its growth events 1 in
+ * 2^shift, the shift chosen from how many events that thread's previous window saw, and charges
+ * a sampled one 2^shift times its bytes, so that estimates stay unbiased (Horvitz-Thompson)
+ * while walks stay bounded. Per thread, so that a thread growing slowly beside one growing fast
+ * keeps every one of its samples: sampled 1 in 2^k with the fast one, a 10 KB/s leak next to
+ * 50 MB/s of churn got two samples in 30 s. A process-wide window bounds the total. */
 struct budget_window {
 	__u64 start_ns;
 	__u64 events;
 	__u64 walks;
 	__u64 shift;
 };
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct budget_window);
+} thread_budget SEC(".maps");
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -66,33 +75,42 @@ struct {
 
 /* ---- the budget ---- */
 
-/* The sampling shift for a growth event (its weight is 1 << shift), or -1 when it is not
- * sampled. */
-static __always_inline int budget_sample(__u64 now)
+/* The sampling shift for a growth event of thread tid (its weight is 1 << shift), or -1 when
+ * it is not sampled. */
+static __always_inline int budget_sample(__u64 now, __u32 tid)
 {
 	__u64 per_window = cfg.budget_per_sec / 10 + 1, events, shift = 0;
+	struct budget_window *b, *t, fresh = {.start_ns = now};
 	__u32 zero = 0;
-	struct budget_window *b;
 
 	if (!cfg.budget_per_sec)
 		return 0;
+	t = bpf_map_lookup_elem(&thread_budget, &tid);
+	if (!t) {
+		bpf_map_update_elem(&thread_budget, &tid, &fresh, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&thread_budget, &tid);
+	}
 	b = bpf_map_lookup_elem(&budget, &zero);
-	if (!b)
+	if (!t || !b)
 		return 0;
-	if (now - b->start_ns > 100000000ULL) {
-		events = b->events;
+	if (now - t->start_ns > 100000000ULL) {
+		events = t->events;
 		while (shift < 20 && (events >> shift) > per_window)
 			shift++;
-		b->shift = shift;
-		b->start_ns = now;
-		b->events = 0;
-		b->walks = 0;
+		t->shift = shift;
+		t->start_ns = now;
+		t->events = 0;
 	}
-	__sync_fetch_and_add(&b->events, 1);
-	shift = b->shift & 31;
+	t->events++; /* a thread runs on one CPU at a time */
+	shift = t->shift & 31;
 	if (shift && (bpf_get_prandom_u32() & ((1U << shift) - 1)))
 		return -1;
-	/* a burst far beyond what the last window predicted: drop, and say so */
+	if (now - b->start_ns > 100000000ULL) {
+		b->start_ns = now;
+		b->walks = 0;
+	}
+	/* a burst far beyond what the last windows predicted, or many threads at once: drop, and
+	 * say so */
 	if (__sync_fetch_and_add(&b->walks, 1) >= 4 * per_window) {
 		count(PMS_CNT_BUDGET_OVERFLOW);
 		return -1;
@@ -182,7 +200,7 @@ int pms_rss_stat(struct rss_stat_record *ctx)
 	tstate = find_tstate(tid);
 	/* no Python thread state: nothing to walk, so no budget to spend */
 	if (tstate) {
-		shift = budget_sample(now);
+		shift = budget_sample(now, tid);
 		if (shift < 0) {
 			count(PMS_CNT_BUDGET_SKIPPED);
 			return 0;
