@@ -309,6 +309,16 @@ candidates:
 			"     %s/s (%s per hour), confidence %.2f, first seen at %.1f s, %s so "
 			"far\n",
 			a, b, cands[i].v.confidence, s->first_seen, c);
+		if (allocator_source(m)) {
+			struct profile_live oldest;
+
+			if (profile_oldest_live(p, s, &oldest, 1))
+				fprintf(out,
+					"     %llu sampled allocations still alive, the oldest "
+					"from %.1f s (%.1f s old)\n",
+					(unsigned long long)s->live_samples, oldest.at,
+					m->duration - oldest.at);
+		}
 		print_stack(out, s);
 	}
 
@@ -446,6 +456,16 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 		json_kv_double(j, "confidence", cands[i].v.confidence);
 		json_kv_double(j, "first_seen", s->first_seen);
 		json_kv_int(j, "bytes", net(s));
+		if (allocator_source(m)) {
+			struct profile_live oldest;
+
+			json_kv_uint(j, "live_samples", s->live_samples);
+			json_key(j, "oldest_age");
+			if (profile_oldest_live(p, s, &oldest, 1))
+				json_double(j, m->duration - oldest.at);
+			else
+				json_null(j);
+		}
 		report_json_stack(j, s->stack, s->stack_len);
 		json_object_end(j);
 	}
