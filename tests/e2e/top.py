@@ -393,11 +393,11 @@ def target_exit_case(python, workdir):
     return "message, exit 0, terminal restored"
 
 
-def plain_case(pid, workdir):
-    out = os.path.join(workdir, "snapshots.txt")
+def plain_case(pid, workdir, events="growth"):
+    out = os.path.join(workdir, "snapshots-%s.txt" % events)
     with open(out, "wb") as f:
-        r = subprocess.run([BIN, "top", "--pid", str(pid), "--duration", "3"], stdout=f,
-                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        r = subprocess.run([BIN, "top", "--pid", str(pid), "--duration", "3", "--events", events],
+                           stdout=f, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                            timeout=30 * SCALE)
     text = open(out, encoding="utf-8", errors="replace").read()
     if r.returncode != 0:
@@ -410,6 +410,11 @@ def plain_case(pid, workdir):
     last = blocks[-1].split("\n")
     if len(last) < 3 or not re.match(r"\s+1\s.*\sleak \(.*top_leak\.py:\d+\)$", last[2]):
         raise Fail("leak() is not the first site of the last snapshot:\n%s" % blocks[-1])
+    # an allocator source heads its bytes LIVE (allocated, not freed) and shows ALLOC
+    heading = last[1].split()
+    want = ["LIVE", "ALLOC"] if events != "growth" else ["RESIDENT"]
+    if not all(w in heading for w in want):
+        raise Fail("column headings %s lack %s" % (heading, want))
     return "%d snapshots, leak() first" % len(blocks)
 
 
@@ -443,6 +448,7 @@ def main():
         r.case("top/ctrl-c", stop_case, target.pid, "ctrl-c")
         r.case("top/target-exits", target_exit_case, python, workdir)
         r.case("top/plain-snapshots", plain_case, target.pid, workdir)
+        r.case("top/plain-snapshots-malloc", plain_case, target.pid, workdir, "malloc")
         r.case("top/usage", usage_case)
     except Fail as e:
         r.failed += 1
