@@ -197,8 +197,8 @@ int pms_alloc_return(struct pt_regs *ctx)
 SEC("uprobe")
 int pms_alloc_enter(struct pt_regs *ctx)
 {
-	__u64 fn = bpf_get_attach_cookie(ctx), a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx),
-	      a3 = PT_REGS_PARM3(ctx);
+	__u64 cookie = bpf_get_attach_cookie(ctx), fn = cookie & PMS_COOKIE_FN_MASK,
+	      a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx), a3 = PT_REGS_PARM3(ctx);
 
 	switch (fn) {
 	case FN_MALLOC:
@@ -222,6 +222,9 @@ int pms_alloc_enter(struct pt_regs *ctx)
 	case FN_PY_CALLOC:
 		return enter(ctx, fn, array_size(a2, a3), 0, 0);
 	case FN_PY_REALLOC:
+		/* the tail-called malloc (same stack pointer, so not seen as nested) counts it */
+		if (!a2 && (cookie & PMS_COOKIE_NULL_DELEGATES))
+			return 0;
 		return enter(ctx, fn, a3, a2, 0);
 	case FN_PY_FREE:
 		return free_enter(a2);
@@ -286,11 +289,12 @@ static __always_inline int session_enter(struct pt_regs *ctx, __u32 fn, __u64 si
 SEC("uprobe")
 int pms_alloc_session(struct pt_regs *ctx)
 {
-	__u64 fn, a1, a2, a3;
+	__u64 cookie, fn, a1, a2, a3;
 
 	if (bpf_session_is_return())
 		return on_return(ctx);
-	fn = bpf_get_attach_cookie(ctx);
+	cookie = bpf_get_attach_cookie(ctx);
+	fn = cookie & PMS_COOKIE_FN_MASK;
 	a1 = PT_REGS_PARM1(ctx);
 	a2 = PT_REGS_PARM2(ctx);
 	a3 = PT_REGS_PARM3(ctx);
@@ -316,6 +320,9 @@ int pms_alloc_session(struct pt_regs *ctx)
 	case FN_PY_CALLOC:
 		return session_enter(ctx, fn, array_size(a2, a3), 0, 0);
 	case FN_PY_REALLOC:
+		/* the probed malloc it jumps to counts this allocation */
+		if (!a2 && (cookie & PMS_COOKIE_NULL_DELEGATES))
+			return 1;
 		return session_enter(ctx, fn, a3, a2, 0);
 	case FN_PY_FREE:
 		free_enter(a2);

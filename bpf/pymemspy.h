@@ -122,6 +122,11 @@ enum pms_counter {
 	PMS_CNT_MAX,
 };
 
+/* The attach cookie of an allocator probe: its kind (enum alloc_fn) in the low 16 bits, flags
+ * above. */
+#define PMS_COOKIE_FN_MASK	  0xffffULL
+#define PMS_COOKIE_NULL_DELEGATES (1ULL << 16) /* realloc(NULL, n) tail-calls a probed malloc */
+
 /* ---- Sampling allocations by bytes (shared so that user space computes the same numbers) ----
  *
  * Every byte allocated has the same chance 1/rate of being a sample point, so an allocation of

@@ -6,6 +6,7 @@
 #define PMS_ALLOCATORS_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,10 @@ struct alloc_probe {
 	uint64_t address; /* runtime address of the entry in the target */
 	uint64_t size;	  /* bytes of the function's code, 0 if unknown: a call of another probed
 			   * function made from inside this one is nested, and does not count */
+	/* realloc(NULL, n) tail-calls another probed function (pymalloc's _PyObject_Realloc jumps
+	 * to _PyObject_Malloc), so the return address cannot tell the nested call: that call is
+	 * the one that counts, and this one's NULL case must not */
+	bool null_delegates;
 };
 
 struct alloc_probes {

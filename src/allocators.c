@@ -975,6 +975,11 @@ static int add_py_probe(struct proc *p, const struct mapped *rt, const struct py
 		snprintf(sym, sizeof(sym), "%s%s@table", domains[d].prefix, slots[slot].what);
 	add_probe(out, slots[slot].fn, sym, m->host_path, off,
 		  skip_from_file(m->ef, addr - m->bias, slots[slot].fn), addr, size);
+	/* pymalloc's realloc: `if (ptr == NULL) return _PyObject_Malloc(ctx, nbytes);`, a tail
+	 * call in every build named here (not in inlined builds, which have no such symbol) */
+	if (out->n && *named && strcmp(*named, "_PyObject_Realloc") == 0 &&
+	    strcmp(out->probes[out->n - 1].symbol, "_PyObject_Realloc") == 0)
+		out->probes[out->n - 1].null_delegates = true;
 	if (m != rt && !strstr(out->note, base_name(map->path)))
 		note_add(out, "CPython's allocator was replaced by functions of %s",
 			 base_name(map->path));

@@ -135,6 +135,11 @@ static uint64_t entry_offset(const struct alloc_probe *p)
 	return p->offset + p->entry_skip;
 }
 
+static uint64_t probe_cookie(const struct alloc_probe *p)
+{
+	return (uint64_t)p->fn | (p->null_delegates ? PMS_COOKIE_NULL_DELEGATES : 0);
+}
+
 static int attach_failed(const struct alloc_probe *probe, int e, struct pms_error *err)
 {
 	return pms_error_set(
@@ -184,7 +189,7 @@ static int link_multi(struct sampler *s, struct bpf_program *prog, const char *p
 			continue;
 		first = first ? first : p;
 		offsets[n] = entry_offset(p);
-		cookies[n++] = (uint64_t)p->fn;
+		cookies[n++] = probe_cookie(p);
 	}
 	if (!n)
 		goto out;
@@ -268,7 +273,7 @@ static int attach_perf(struct sampler *s, pid_t pid, struct pms_error *err)
 		for (size_t i = 0; i < s->probes.n; i++) {
 			const struct alloc_probe *p = &s->probes.probes[i];
 			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = !pass,
-				    .bpf_cookie = (uint64_t)p->fn);
+				    .bpf_cookie = probe_cookie(p));
 			struct bpf_link *link;
 
 			if (!pass && is_free(p->fn))

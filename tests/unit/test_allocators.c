@@ -343,6 +343,14 @@ static void check_interpreter(const char *exe, enum py_kind kind)
 		else
 			cr_assert_str_eq(ap.note, "");
 	}
+	/* only pymalloc's own realloc jumps to a probed malloc with NULL: it alone is marked */
+	for (size_t i = 0; i < ap.n; i++)
+		cr_assert_eq(ap.probes[i].null_delegates,
+			     strcmp(ap.probes[i].symbol, "_PyObject_Realloc") == 0, "%s: %s", exe,
+			     ap.probes[i].symbol);
+	if (kind == PY_SYMBOLS)
+		cr_assert(probe_named(&ap, "_PyObject_Realloc") &&
+			  probe_named(&ap, "_PyObject_Realloc")->null_delegates);
 	allocators_free(&ap);
 	cr_assert_eq(ap.n, 0);
 	stop_python(pid);
