@@ -65,41 +65,63 @@ struct {
 	__type(value, __u8);
 } live SEC(".maps");
 
-/* n * size, or 0 when it may overflow (calloc then fails anyway), without a 128-bit multiply. */
+/* n * size, or ~0 when it may overflow (the call then fails: nothing to count, nothing freed),
+ * without a 128-bit multiply. */
+#define SIZE_OVERFLOW (~0ULL)
 static __always_inline __u64 array_size(__u64 n, __u64 size)
 {
 	if (n <= 1 || size <= 1)
 		return n * size;
-	return (n >> 32) || (size >> 32) ? 0 : n * size;
+	return (n >> 32) || (size >> 32) ? SIZE_OVERFLOW : n * size;
 }
 
-static __always_inline int enter(struct pt_regs *ctx, __u32 fn, __u64 size, __u64 old, __u64 memptr)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct pending_call *st;
-	__u64 sp = PT_REGS_SP(ctx), p;
+/* The last allocator entry on this CPU. The next entry from the same thread, with the same stack
+ * pointer and size but of another kind, is a tail call of it (glibc's realloc(NULL, n) jumps to
+ * malloc(n), reallocarray to realloc, memalign to malloc; pymalloc's realloc(NULL) to its
+ * malloc), which the return address cannot tell from a call of the program's. It takes the same
+ * coin, so that the allocation is sampled with probability p once, not twice. (Calls of one
+ * kind in a loop from one frame look alike but for the kind: each draws its own coin.) */
+struct entry_slot {
+	__u64 sp;
+	__u64 size;
+	__u32 tid;
+	__u32 fn;
+	__u32 coin;
+	__u32 pad;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct entry_slot);
+} last_entry SEC(".maps");
 
-	if (!is_target())
-		return 0;
-	count(PMS_CNT_ALLOC_CALLS);
-	st = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!st)
-		return 0;
-	if (st->depth && sp < st->sp) {
-		/* called by the allocator call in progress: that one counts, not this one */
-		st->depth++;
-		count(PMS_CNT_NESTED);
-		return 0;
+static __always_inline __u32 shared_coin(__u32 tid, __u64 sp, __u32 fn, __u64 size)
+{
+	__u32 zero = 0;
+	struct entry_slot *e = bpf_map_lookup_elem(&last_entry, &zero);
+
+	if (!e)
+		return bpf_get_prandom_u32();
+	if (e->tid == tid && e->sp == sp && e->size == size && e->fn != fn) {
+		e->fn = fn; /* a chain of them (reallocarray, realloc, malloc) keeps the coin */
+		return e->coin;
 	}
-	st->depth = 1;
-	st->sp = sp;
-	st->fn = fn;
-	st->size = size;
-	st->old = old;
-	st->memptr = memptr;
-	p = pms_sample_p_q32(size, cfg.rate);
-	st->p = p && (p >= PMS_P_ONE || bpf_get_prandom_u32() < p) ? p : 0;
-	return 0;
+	e->tid = tid;
+	e->sp = sp;
+	e->size = size;
+	e->fn = fn;
+	e->coin = bpf_get_prandom_u32();
+	return e->coin;
+}
+
+static __always_inline void forget_entry(void)
+{
+	__u32 zero = 0;
+	struct entry_slot *e = bpf_map_lookup_elem(&last_entry, &zero);
+
+	if (e)
+		e->tid = 0;
 }
 
 static __always_inline void freed(__u64 addr)
@@ -114,6 +136,42 @@ static __always_inline void freed(__u64 addr)
 		return;
 	ev->addr = addr;
 	send(ev);
+}
+
+static __always_inline int enter(struct pt_regs *ctx, __u32 fn, __u64 size, __u64 old, __u64 memptr)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pending_call *st;
+	__u64 sp = PT_REGS_SP(ctx), p;
+
+	if (!is_target())
+		return 0;
+	count(PMS_CNT_ALLOC_CALLS);
+	if (size == SIZE_OVERFLOW)
+		return 0; /* fails with ENOMEM: nothing allocated, nothing freed */
+	st = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st)
+		return 0;
+	if (st->depth && sp < st->sp) {
+		/* called by the allocator call in progress: that one counts, not this one */
+		st->depth++;
+		count(PMS_CNT_NESTED);
+		return 0;
+	}
+	/* realloc: the old block is gone once it returns; dropping it now, while it is still
+	 * ours, keeps another thread's new block at that address from being taken for it (only a
+	 * realloc that fails is then wrong: its block counts as freed) */
+	if (old)
+		freed(old);
+	st->depth = 1;
+	st->sp = sp;
+	st->fn = fn;
+	st->size = size;
+	st->old = 0;
+	st->memptr = memptr;
+	p = pms_sample_p_q32(size, cfg.rate);
+	st->p = p && (p >= PMS_P_ONE || bpf_get_prandom_u32() < p) ? p : 0;
+	return 0;
 }
 
 static __always_inline void sampled(__u64 addr, __u64 size, __u64 p, __u32 fn)
@@ -152,6 +210,7 @@ static __always_inline int free_enter(__u64 addr)
 {
 	if (!is_target())
 		return 0;
+	forget_entry();
 	count(PMS_CNT_FREE_CALLS);
 	if (addr)
 		freed(addr);
@@ -177,9 +236,6 @@ static __always_inline int on_return(struct pt_regs *ctx)
 		    bpf_probe_read_user(&addr, sizeof(addr), (const void *)st->memptr) != 0)
 			return 0;
 	}
-	if ((st->fn == FN_REALLOC || st->fn == FN_REALLOCARRAY || st->fn == FN_PY_REALLOC) &&
-	    st->old && (addr || !st->size))
-		freed(st->old);
 	if (st->p && addr)
 		sampled(addr, st->size, st->p, st->fn);
 	return 0;
@@ -256,19 +312,20 @@ static __always_inline int session_enter(struct pt_regs *ctx, __u32 fn, __u64 si
 					 __u64 memptr)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct pending_call *st;
 	__u64 p;
 
 	if (!is_target())
 		return 1;
 	count(PMS_CNT_ALLOC_CALLS);
+	if (size == SIZE_OVERFLOW)
+		return 1; /* fails with ENOMEM: nothing allocated, nothing freed */
+	/* realloc: see enter() */
+	if (old)
+		freed(old);
 	p = pms_sample_p_q32(size, cfg.rate);
-	if (p < PMS_P_ONE && bpf_get_prandom_u32() >= p)
-		p = 0;
-	/* an unsampled realloc still needs its return when it moves a followed block */
-	if (old && !bpf_map_lookup_elem(&live, &old))
-		old = 0;
-	if (!p && !old)
+	if (!p || (p < PMS_P_ONE && shared_coin(tid, PT_REGS_SP(ctx), fn, size) >= p))
 		return 1;
 	if (nested_call(ctx)) {
 		count(PMS_CNT_NESTED);
@@ -279,7 +336,7 @@ static __always_inline int session_enter(struct pt_regs *ctx, __u32 fn, __u64 si
 		return 1;
 	st->fn = fn;
 	st->size = size;
-	st->old = old;
+	st->old = 0;
 	st->memptr = memptr;
 	st->p = p;
 	st->depth = 1;

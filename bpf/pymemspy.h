@@ -113,8 +113,9 @@ enum pms_counter {
 	PMS_CNT_RINGBUF_FULL,	 /* events lost because the ring buffer was full */
 	PMS_CNT_RELEASES,	 /* released ranges seen */
 	PMS_CNT_BUDGET_OVERFLOW, /* growth events dropped by a burst far beyond the budget */
-	PMS_CNT_ALLOC_CALLS,	 /* allocator sources: allocation calls seen */
-	PMS_CNT_FREE_CALLS,	 /* free calls seen (NULL frees included) */
+	PMS_CNT_ALLOC_CALLS,	 /* allocator sources: entries of allocation functions seen (a
+				  * call an allocator makes to another counts again) */
+	PMS_CNT_FREE_CALLS,	 /* free calls seen (free(NULL) may return before the probe) */
 	PMS_CNT_ALLOC_SAMPLES,	 /* allocations sampled */
 	PMS_CNT_FREES_MATCHED,	 /* frees of sampled allocations */
 	PMS_CNT_LIVE_FULL,	 /* sampled allocations not followed: the live map was full */

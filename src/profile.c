@@ -536,8 +536,10 @@ static int add_alloc(struct profile *p, const struct pms_event *ev, size_t size,
 	slot = ev->flags & PMS_EVF_UNTRACKED ? SIZE_MAX : live_slot(p);
 	if (slot == SIZE_MAX || u64map_put(p->live_index, ev->addr, slot)) {
 		/* never followed to its free: it stays allocated, not live */
-		if (slot != SIZE_MAX)
+		if (slot != SIZE_MAX) {
+			p->live[slot].weight = 0; /* a hole, never a record */
 			p->live_holes[p->nholes++] = (uint32_t)slot;
+		}
 		p->totals.allocs_untracked++;
 		s->pub.released += bytes;
 		if (stack != SIZE_MAX)

@@ -1010,6 +1010,7 @@ struct reader {
 	size_t nstrings, strings_cap;
 	struct rsite *sites;
 	size_t nsites, sites_cap;
+	size_t whole_stacks; /* WHOLE_STACK records read */
 	bool have_meta;
 	double prev_tick;
 	uint64_t ticks;
@@ -1501,6 +1502,10 @@ static int read_whole_stack(struct reader *r, struct cursor *c)
 	int64_t grown = get_sv(c), released = get_sv(c);
 	uint64_t samples = get_uv(c), n = get_uv(c);
 
+	/* the writer makes at most RECFILE_WHOLE_STACKS of them: more is damage, not a reason to
+	 * allocate without bound */
+	if (++r->whole_stacks > RECFILE_WHOLE_STACKS)
+		return BAD;
 	if (c->bad || n == 0 || n > PMS_MAX_DEPTH || grown < -READ_MAX_BYTES ||
 	    grown > READ_MAX_BYTES || released < -READ_MAX_BYTES || released > READ_MAX_BYTES ||
 	    samples > (uint64_t)READ_MAX_VALUE)

@@ -359,8 +359,11 @@ static int open_alloc(struct sampler *s, struct pytarget *t, const struct sample
 	if (ret)
 		return ret;
 	for (enum attach_mode mode = ATTACH_SESSION; mode < ATTACH_PERF; mode++) {
+		bool loaded;
+
 		ret = load_alloc(s, t, opts, mode, err);
-		if (!ret)
+		loaded = !ret;
+		if (loaded)
 			ret = attach_multi(s, pid, mode == ATTACH_SESSION, err);
 		if (!ret) {
 			s->mode = mode;
@@ -369,7 +372,7 @@ static int open_alloc(struct sampler *s, struct pytarget *t, const struct sample
 		/* anything but "this kernel has no such link" is a real failure */
 		if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -E2BIG && ret != -ESRCH &&
 		    ret != -ENOENT)
-			return ret;
+			return loaded ? ret : load_failed(ret, err);
 		close_multi(s);
 		free(s->multi_fds);
 		s->multi_fds = NULL;
