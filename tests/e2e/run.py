@@ -2975,7 +2975,10 @@ def check_known(r, doc, truth, done, events, rate, partial):
 def case_alloc_known(ctx, python, iid, events, rate=None, preload=None):
     """record --events malloc|pymalloc on alloc_known.py: see check_known. preload: (library path,
     allocator name) of a malloc loaded in libc's place with LD_PRELOAD, which must be the one probed."""
-    p, truth = start_alloc_target(ctx, python, "alloc_known.py", "malloc" if events == "malloc" else "pymalloc", 60,
+    mode = "tailcalls" if preload == "tailcalls" else "malloc" if events == "malloc" else "pymalloc"
+    if preload == "tailcalls":
+        preload = None
+    p, truth = start_alloc_target(ctx, python, "alloc_known.py", mode, 60,
                                   env_extra={"LD_PRELOAD": preload[0]} if preload else None)
     r, done = alloc_record(ctx, p, truth, events, rate)
     doc = parse_report(r, truth["pid"], truth, events=events)
@@ -3143,6 +3146,10 @@ def record_cases():
                           timeout=150, needs=interp(iid), cost=30))
     for iid, path in INTERPRETERS:  # --events malloc|pymalloc (alloc_known.py, alloc_nogil.py)
         cases.append(Case("record/malloc/known/" + iid, case_alloc_known, (path, iid, "malloc"), needs=path, cost=6))
+        # glibc's realloc(NULL) and reallocarray jump to malloc: one allocation, several entries
+        if iid in ("3.12.1", "deb-3.11"):
+            cases.append(Case("record/malloc/tailcalls/" + iid, case_alloc_known,
+                              (path, iid, "malloc", None, "tailcalls"), needs=path, cost=6))
         if iid == "3.12.1":
             for lib, name in (("libjemalloc.so.2", "jemalloc"), ("libtcmalloc_minimal.so.4", "tcmalloc"),
                               ("libmimalloc.so.2", "mimalloc")):

@@ -1,5 +1,5 @@
 """e2e target for `record --events malloc|pymalloc`: allocations of known sizes from known functions
-(usage: alloc_known.py TRUTH.json MODE [LIFETIME_S]; MODE is malloc or pymalloc).
+(usage: alloc_known.py TRUTH.json MODE [LIFETIME_S]; MODE is malloc, pymalloc or tailcalls).
 
   malloc:   keep_big() keeps one bytes(4000) object (4033 bytes: over pymalloc's 512, so libc's
             malloc serves it) per call; churn_big() makes and drops bytes objects of 1000, 3000,
@@ -7,7 +7,11 @@
   pymalloc: keep_small() keeps one bytes(100) object (133 bytes: a pymalloc block) per call;
             churn_small() makes and drops bytes objects of 50, 150 and 300 bytes; churn_dicts()
             makes and drops two small dicts (their exact allocations depend on the version: only
-            "nothing stays" is known about them).
+            "nothing stays" is known about them);
+  tailcalls: keep_tail() keeps libc's realloc(NULL, 4000) (glibc's realloc jumps to malloc: one
+            allocation, two probed entries) per call; churn_tail() frees what reallocarray(NULL, 1,
+            n) gave for n of 1000, 3000, 6000 and 10000 (reallocarray jumps to realloc, which jumps
+            to malloc: three entries). Each allocation must count once.
 Every function allocates on the line that holds its marker comment (KEEP-LINE, CHURN-LINE,
 DICT-LINE); the objects are bytes objects (no free list, no GC header), so each is one allocation
 of exactly sys.getsizeof() bytes (what the allocator is asked for; a debug build's hooks add their
@@ -37,7 +41,9 @@ MODES = {
     # count of rounds, kept size, churned sizes
     "malloc": (8000, 4000, (1000, 3000, 6000, 10000)),
     "pymalloc": (20000, 100, (50, 150, 300)),
+    "tailcalls": (8000, 4000, (1000, 3000, 6000, 10000)),
 }
+LIBC = None
 KEPT = []
 _stacks = {}
 
@@ -60,6 +66,15 @@ def churn_small(sizes):
     for n in sizes:
         b = bytes(n)  # CHURN-LINE
     return b
+
+
+def keep_tail(i, n):
+    KEPT[i] = LIBC.realloc(None, n)  # KEEP-LINE
+
+
+def churn_tail(sizes):
+    for n in sizes:
+        LIBC.free(LIBC.reallocarray(None, 1, n))  # CHURN-LINE
 
 
 def churn_dicts(i):
@@ -105,6 +120,16 @@ def main():
     count, size, sizes = MODES[mode]
     if mode == "malloc":
         keep, churn, extra = keep_big, churn_big, None
+    elif mode == "tailcalls":
+        global LIBC
+        import ctypes
+        LIBC = ctypes.CDLL("libc.so.6")
+        LIBC.realloc.restype = ctypes.c_void_p
+        LIBC.realloc.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        LIBC.reallocarray.restype = ctypes.c_void_p
+        LIBC.reallocarray.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
+        LIBC.free.argtypes = [ctypes.c_void_p]
+        keep, churn, extra = keep_tail, churn_tail, None
     else:
         keep, churn, extra = keep_small, churn_small, churn_dicts
     infos = {"keep": pmsgrowth.func_info(keep, "# KEEP-LINE"),
@@ -115,9 +140,13 @@ def main():
     KEPT.extend([None] * (count + warm))
     work(keep, churn, extra, warm, size, sizes, infos, count)  # warm-up: first calls, specialization
     for i in range(count, count + warm):
+        if mode == "tailcalls":
+            LIBC.free(KEPT[i])
         KEPT[i] = None
-    obj_size = sys.getsizeof(bytes(size))
-    churn_sizes = [sys.getsizeof(bytes(n)) for n in sizes]
+    # what the allocator is asked for: the object's size, or the C call's argument
+    native = mode == "tailcalls"
+    obj_size = size if native else sys.getsizeof(bytes(size))
+    churn_sizes = list(sizes) if native else [sys.getsizeof(bytes(n)) for n in sizes]
     _stacks.clear()  # the stacks of the calls during the work (their caller's line differs)
     pmsgrowth.write_json(truth_path, {
         "pid": os.getpid(), "tid": threading.get_native_id(), "python": pmsgrowth.python_info(),
@@ -126,7 +155,7 @@ def main():
     if not line:
         return
     t0, t1 = work(keep, churn, extra, count, size, sizes, infos, 0)
-    kept = sum(sys.getsizeof(KEPT[i]) for i in range(count))
+    kept = count * obj_size if native else sum(sys.getsizeof(KEPT[i]) for i in range(count))
     churned = count * sum(churn_sizes)
     pmsgrowth.write_json(truth_path + ".done", {
         "started": t0, "ended": t1, "count": count,
