@@ -80,12 +80,13 @@ static __always_inline __u64 array_size(__u64 n, __u64 size)
  * malloc(n), reallocarray to realloc, memalign to malloc; pymalloc's realloc(NULL) to its
  * malloc), which the return address cannot tell from a call of the program's. It takes the same
  * coin, so that the allocation is sampled with probability p once, not twice. (Calls of one
- * kind in a loop from one frame look alike but for the kind: each draws its own coin.) */
+ * function in a loop from one frame look alike but for that: each draws its own coin.) */
 struct entry_slot {
 	__u64 sp;
 	__u64 size;
 	__u32 tid;
-	__u32 fn;
+	__u32 func; /* which probed function (not its kind: pymalloc's realloc jumps to the raw
+		     * realloc, a realloc too) */
 	__u32 coin;
 	__u32 pad;
 };
@@ -96,21 +97,21 @@ struct {
 	__type(value, struct entry_slot);
 } last_entry SEC(".maps");
 
-static __always_inline __u32 shared_coin(__u32 tid, __u64 sp, __u32 fn, __u64 size)
+static __always_inline __u32 shared_coin(__u32 tid, __u64 sp, __u32 func, __u64 size)
 {
 	__u32 zero = 0;
 	struct entry_slot *e = bpf_map_lookup_elem(&last_entry, &zero);
 
 	if (!e)
 		return bpf_get_prandom_u32();
-	if (e->tid == tid && e->sp == sp && e->size == size && e->fn != fn) {
-		e->fn = fn; /* a chain of them (reallocarray, realloc, malloc) keeps the coin */
+	if (e->tid == tid && e->sp == sp && e->size == size && e->func != func) {
+		e->func = func; /* a chain of them (reallocarray, realloc, malloc) keeps the coin */
 		return e->coin;
 	}
 	e->tid = tid;
 	e->sp = sp;
 	e->size = size;
-	e->fn = fn;
+	e->func = func;
 	e->coin = bpf_get_prandom_u32();
 	return e->coin;
 }
@@ -308,11 +309,12 @@ static __always_inline bool nested_call(struct pt_regs *ctx)
 	return false;
 }
 
-static __always_inline int session_enter(struct pt_regs *ctx, __u32 fn, __u64 size, __u64 old,
+static __always_inline int session_enter(struct pt_regs *ctx, __u64 cookie, __u64 size, __u64 old,
 					 __u64 memptr)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 fn = cookie & PMS_COOKIE_FN_MASK;
 	struct pending_call *st;
 	__u64 p;
 
@@ -325,7 +327,8 @@ static __always_inline int session_enter(struct pt_regs *ctx, __u32 fn, __u64 si
 	if (old)
 		freed(old);
 	p = pms_sample_p_q32(size, cfg.rate);
-	if (!p || (p < PMS_P_ONE && shared_coin(tid, PT_REGS_SP(ctx), fn, size) >= p))
+	if (!p || (p < PMS_P_ONE &&
+		   shared_coin(tid, PT_REGS_SP(ctx), cookie >> PMS_COOKIE_FUNC_SHIFT, size) >= p))
 		return 1;
 	if (nested_call(ctx)) {
 		count(PMS_CNT_NESTED);
@@ -358,29 +361,29 @@ int pms_alloc_session(struct pt_regs *ctx)
 	switch (fn) {
 	case FN_MALLOC:
 	case FN_VALLOC:
-		return session_enter(ctx, fn, a1, 0, 0);
+		return session_enter(ctx, cookie, a1, 0, 0);
 	case FN_CALLOC:
-		return session_enter(ctx, fn, array_size(a1, a2), 0, 0);
+		return session_enter(ctx, cookie, array_size(a1, a2), 0, 0);
 	case FN_REALLOC:
-		return session_enter(ctx, fn, a2, a1, 0);
+		return session_enter(ctx, cookie, a2, a1, 0);
 	case FN_REALLOCARRAY:
-		return session_enter(ctx, fn, array_size(a2, a3), a1, 0);
+		return session_enter(ctx, cookie, array_size(a2, a3), a1, 0);
 	case FN_POSIX_MEMALIGN:
-		return session_enter(ctx, fn, a3, 0, a1);
+		return session_enter(ctx, cookie, a3, 0, a1);
 	case FN_ALIGNED:
-		return session_enter(ctx, fn, a2, 0, 0);
+		return session_enter(ctx, cookie, a2, 0, 0);
 	case FN_FREE:
 		free_enter(a1);
 		return 1;
 	case FN_PY_MALLOC:
-		return session_enter(ctx, fn, a2, 0, 0);
+		return session_enter(ctx, cookie, a2, 0, 0);
 	case FN_PY_CALLOC:
-		return session_enter(ctx, fn, array_size(a2, a3), 0, 0);
+		return session_enter(ctx, cookie, array_size(a2, a3), 0, 0);
 	case FN_PY_REALLOC:
 		/* the probed malloc it jumps to counts this allocation */
 		if (!a2 && (cookie & PMS_COOKIE_NULL_DELEGATES))
 			return 1;
-		return session_enter(ctx, fn, a3, a2, 0);
+		return session_enter(ctx, cookie, a3, a2, 0);
 	case FN_PY_FREE:
 		free_enter(a2);
 		return 1;

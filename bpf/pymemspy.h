@@ -124,9 +124,10 @@ enum pms_counter {
 };
 
 /* The attach cookie of an allocator probe: its kind (enum alloc_fn) in the low 16 bits, flags
- * above. */
+ * above, which function it is in the high 32. */
 #define PMS_COOKIE_FN_MASK	  0xffffULL
 #define PMS_COOKIE_NULL_DELEGATES (1ULL << 16) /* realloc(NULL, n) tail-calls a probed malloc */
+#define PMS_COOKIE_FUNC_SHIFT	  32	       /* which probed function: its index + 1 */
 
 /* ---- Sampling allocations by bytes (shared so that user space computes the same numbers) ----
  *

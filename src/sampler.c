@@ -135,9 +135,12 @@ static uint64_t entry_offset(const struct alloc_probe *p)
 	return p->offset + p->entry_skip;
 }
 
-static uint64_t probe_cookie(const struct alloc_probe *p)
+/* The cookie tells the program the function's kind, its flags, and which function it is (its
+ * index in the probe list, plus one). */
+static uint64_t probe_cookie(const struct sampler *s, const struct alloc_probe *p)
 {
-	return (uint64_t)p->fn | (p->null_delegates ? PMS_COOKIE_NULL_DELEGATES : 0);
+	return (uint64_t)p->fn | (p->null_delegates ? PMS_COOKIE_NULL_DELEGATES : 0) |
+	       (uint64_t)(p - s->probes.probes + 1) << PMS_COOKIE_FUNC_SHIFT;
 }
 
 static int attach_failed(const struct alloc_probe *probe, int e, struct pms_error *err)
@@ -189,7 +192,7 @@ static int link_multi(struct sampler *s, struct bpf_program *prog, const char *p
 			continue;
 		first = first ? first : p;
 		offsets[n] = entry_offset(p);
-		cookies[n++] = probe_cookie(p);
+		cookies[n++] = probe_cookie(s, p);
 	}
 	if (!n)
 		goto out;
@@ -273,7 +276,7 @@ static int attach_perf(struct sampler *s, pid_t pid, struct pms_error *err)
 		for (size_t i = 0; i < s->probes.n; i++) {
 			const struct alloc_probe *p = &s->probes.probes[i];
 			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = !pass,
-				    .bpf_cookie = probe_cookie(p));
+				    .bpf_cookie = probe_cookie(s, p));
 			struct bpf_link *link;
 
 			if (!pass && is_free(p->fn))
