@@ -48,6 +48,28 @@ def default_pymemspy():
     raise BenchError("no pymemspy binary (run `make` in %s, or pass --pymemspy)" % REPO)
 
 
+def binary_info(path):
+    """'built <mtime>, git <commit>' of a pymemspy binary (the repo's HEAD when it is the repo's own
+    build, '+ local changes' when the tree differs), for the header of a benchmark's output: the
+    figures belong to that build."""
+    try:
+        info = "built %s" % time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(path).st_mtime))
+    except OSError:
+        return "?"
+    if os.path.realpath(path).startswith(os.path.realpath(REPO) + os.sep):
+        try:
+            head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src", "bpf", "include"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
+                                   timeout=10).stdout.strip()
+            if head:
+                info += ", git %s%s" % (head, " + local changes" if dirty else "")
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return info
+
+
 def python_version(python):
     out = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
