@@ -126,6 +126,16 @@ static double stretch_high(const struct stretch *st)
 	return high;
 }
 
+/* Bucket i grew more than three times both of its neighbours within [a, b). */
+static bool is_burst(const struct leak_series *s, size_t a, size_t b, size_t i)
+{
+	double x = (double)s->bytes[i];
+	double left = i > a ? (double)s->bytes[i - 1] : 0,
+	       right = i + 1 < b ? (double)s->bytes[i + 1] : 0;
+
+	return x > 0 && x > 3 * left && x > 3 * right;
+}
+
 void leaks_judge_ex(const struct leak_series *s, struct leak_verdict *out)
 {
 	size_t n = s->n, first, m, half, top;
@@ -181,9 +191,21 @@ void leaks_judge_ex(const struct leak_series *s, struct leak_verdict *out)
 				   fmin(out->steps, (double)all.grew));
 	}
 	/* slowed down: the halves' rates differ by more than the process's own noise allows,
-	 * that noise judged without the largest step (a burst would otherwise hide itself) */
+	 * that noise judged without the largest step (a burst would otherwise hide itself), and
+	 * the halves compared without it either when it is a burst (one burst is not a pace: a
+	 * buffer that grows by copying itself now and then would otherwise look as if it slowed
+	 * down after it; a decay's largest second is no burst, its neighbours are as large) */
+	if (is_burst(s, first, n, top)) {
+		if (top < half) {
+			stretch_of(s, first, half, top, &h1);
+			t1 -= bs;
+		} else if (top < n - 1) {
+			stretch_of(s, half, n, top, &h2);
+			t2 -= bs;
+		}
+	}
 	d = t2 * (h1.grown - h1.released) - t1 * (h2.grown - h2.released);
-	if (rest.var > 0 && t2 > 0)
+	if (rest.var > 0 && t2 > 0 && t1 > 0)
 		out->slowdown_z = d / sqrt(rest.var * t1 * t2);
 	else if (t2 > 0 && d != 0)
 		out->slowdown_z = d > 0 ? 1000 : -1000;

@@ -337,3 +337,26 @@ Test(leaks, the_smallest_rate_is_the_one_flagged)
 	cr_assert_not(v.candidate);
 	cr_assert_eq(leaks_min_rate(0), 0);
 }
+
+Test(leaks, a_buffer_that_grows_by_copying_itself_is_still_a_leak)
+{
+	/* bench/leaks native_array under growth (the recording's series, KiB a second, the last
+	 * second partial): 20 KiB a second, and now and then a burst when the buffer is copied
+	 * into a bigger one. The bursts fall early, which must not read as a slowdown after them:
+	 * one burst is not a pace. */
+	static const int64_t kib[31] = {24, 28, 20, 20, 20, 128, 20, 20, 24, 20, 20,
+					16, 68, 20, 20, 24, 20,	 20, 20, 20, 20, 20,
+					24, 20, 20, 20, 20, 20,	 20, 20, 4};
+	int64_t series[31];
+	/* one sample a page, as report.c passes them (grown over samples) */
+	struct leak_series s = {
+	    .bytes = series, .n = 31, .bucket_seconds = 1.0, .duration = 30.85, .step_bytes = 4096};
+	struct leak_verdict v;
+
+	for (int i = 0; i < 31; i++)
+		series[i] = kib[i] * KIB;
+	leaks_judge_ex(&s, &v);
+	cr_assert(v.candidate, "z %f quiet %f low %f", v.slowdown_z, v.quiet_p, v.rate_low);
+	cr_assert_lt(v.slowdown_z, 3.09);
+	cr_assert_float_eq(v.rate, 26.0 * KIB, 4.0 * KIB);
+}
