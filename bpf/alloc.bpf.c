@@ -33,7 +33,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 struct pending_call {
 	__u64 size;
-	__u64 old;    /* realloc: the block being resized */
 	__u64 memptr; /* posix_memalign: where the result goes */
 	__u64 p;      /* sampling probability (q32) when sampled, else 0 */
 	__u64 sp;     /* stack pointer at the outermost entry */
@@ -168,7 +167,6 @@ static __always_inline int enter(struct pt_regs *ctx, __u32 fn, __u64 size, __u6
 	st->sp = sp;
 	st->fn = fn;
 	st->size = size;
-	st->old = 0;
 	st->memptr = memptr;
 	p = pms_sample_p_q32(size, cfg.rate);
 	st->p = p && (p >= PMS_P_ONE || bpf_get_prandom_u32() < p) ? p : 0;
@@ -248,45 +246,85 @@ int pms_alloc_return(struct pt_regs *ctx)
 	return on_return(ctx);
 }
 
+/* What an allocator call asks for, from its kind (the cookie's low bits) and arguments. */
+struct call {
+	__u64 size;   /* bytes asked; SIZE_OVERFLOW when n * size overflows */
+	__u64 old;    /* realloc: the block it resizes */
+	__u64 memptr; /* posix_memalign: where the result goes */
+	__u64 freed;  /* free: the block */
+	bool is_free;
+	bool skip; /* counted by the probed function it tail-calls */
+};
+
+static __always_inline void decode_call(struct pt_regs *ctx, __u64 cookie, struct call *c)
+{
+	__u64 a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx), a3 = PT_REGS_PARM3(ctx);
+
+	__builtin_memset(c, 0, sizeof(*c));
+	switch (cookie & PMS_COOKIE_FN_MASK) {
+	case FN_MALLOC:
+	case FN_VALLOC:
+		c->size = a1;
+		break;
+	case FN_CALLOC:
+		c->size = array_size(a1, a2);
+		break;
+	case FN_REALLOC:
+		c->size = a2;
+		c->old = a1;
+		break;
+	case FN_REALLOCARRAY:
+		c->size = array_size(a2, a3);
+		c->old = a1;
+		break;
+	case FN_POSIX_MEMALIGN:
+		c->size = a3;
+		c->memptr = a1;
+		break;
+	case FN_ALIGNED:
+		c->size = a2;
+		break;
+	case FN_FREE:
+		c->is_free = true;
+		c->freed = a1;
+		break;
+	/* CPython's allocator table functions take the table's ctx first */
+	case FN_PY_MALLOC:
+		c->size = a2;
+		break;
+	case FN_PY_CALLOC:
+		c->size = array_size(a2, a3);
+		break;
+	case FN_PY_REALLOC:
+		c->size = a3;
+		c->old = a2;
+		/* the probed malloc it jumps to counts this allocation */
+		c->skip = !a2 && (cookie & PMS_COOKIE_NULL_DELEGATES);
+		break;
+	case FN_PY_FREE:
+		c->is_free = true;
+		c->freed = a2;
+		break;
+	default:
+		c->skip = true;
+	}
+}
+
 /* One entry program for every probed function: the attach cookie says which kind it is, so
  * that all entries fit in one uprobe_multi link (one RCU grace period to detach, not one per
  * function). */
 SEC("uprobe")
 int pms_alloc_enter(struct pt_regs *ctx)
 {
-	__u64 cookie = bpf_get_attach_cookie(ctx), fn = cookie & PMS_COOKIE_FN_MASK,
-	      a1 = PT_REGS_PARM1(ctx), a2 = PT_REGS_PARM2(ctx), a3 = PT_REGS_PARM3(ctx);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	struct call c;
 
-	switch (fn) {
-	case FN_MALLOC:
-	case FN_VALLOC:
-		return enter(ctx, fn, a1, 0, 0);
-	case FN_CALLOC:
-		return enter(ctx, fn, array_size(a1, a2), 0, 0);
-	case FN_REALLOC:
-		return enter(ctx, fn, a2, a1, 0);
-	case FN_REALLOCARRAY:
-		return enter(ctx, fn, array_size(a2, a3), a1, 0);
-	case FN_POSIX_MEMALIGN:
-		return enter(ctx, fn, a3, 0, a1);
-	case FN_ALIGNED:
-		return enter(ctx, fn, a2, 0, 0);
-	case FN_FREE:
-		return free_enter(a1);
-	/* CPython's allocator table functions take the table's ctx first */
-	case FN_PY_MALLOC:
-		return enter(ctx, fn, a2, 0, 0);
-	case FN_PY_CALLOC:
-		return enter(ctx, fn, array_size(a2, a3), 0, 0);
-	case FN_PY_REALLOC:
-		/* the tail-called malloc (same stack pointer, so not seen as nested) counts it */
-		if (!a2 && (cookie & PMS_COOKIE_NULL_DELEGATES))
-			return 0;
-		return enter(ctx, fn, a3, a2, 0);
-	case FN_PY_FREE:
-		return free_enter(a2);
-	}
-	return 0;
+	decode_call(ctx, cookie, &c);
+	if (c.is_free)
+		return free_enter(c.freed);
+	if (c.skip)
+		return 0;
+	return enter(ctx, cookie & PMS_COOKIE_FN_MASK, c.size, c.old, c.memptr);
 }
 
 /* ---- session mode (Linux 6.13+): the return probe only for the calls that need it ----
@@ -339,7 +377,6 @@ static __always_inline int session_enter(struct pt_regs *ctx, __u64 cookie, __u6
 		return 1;
 	st->fn = fn;
 	st->size = size;
-	st->old = 0;
 	st->memptr = memptr;
 	st->p = p;
 	st->depth = 1;
@@ -349,44 +386,18 @@ static __always_inline int session_enter(struct pt_regs *ctx, __u64 cookie, __u6
 SEC("uprobe")
 int pms_alloc_session(struct pt_regs *ctx)
 {
-	__u64 cookie, fn, a1, a2, a3;
+	__u64 cookie;
+	struct call c;
 
 	if (bpf_session_is_return())
 		return on_return(ctx);
 	cookie = bpf_get_attach_cookie(ctx);
-	fn = cookie & PMS_COOKIE_FN_MASK;
-	a1 = PT_REGS_PARM1(ctx);
-	a2 = PT_REGS_PARM2(ctx);
-	a3 = PT_REGS_PARM3(ctx);
-	switch (fn) {
-	case FN_MALLOC:
-	case FN_VALLOC:
-		return session_enter(ctx, cookie, a1, 0, 0);
-	case FN_CALLOC:
-		return session_enter(ctx, cookie, array_size(a1, a2), 0, 0);
-	case FN_REALLOC:
-		return session_enter(ctx, cookie, a2, a1, 0);
-	case FN_REALLOCARRAY:
-		return session_enter(ctx, cookie, array_size(a2, a3), a1, 0);
-	case FN_POSIX_MEMALIGN:
-		return session_enter(ctx, cookie, a3, 0, a1);
-	case FN_ALIGNED:
-		return session_enter(ctx, cookie, a2, 0, 0);
-	case FN_FREE:
-		free_enter(a1);
-		return 1;
-	case FN_PY_MALLOC:
-		return session_enter(ctx, cookie, a2, 0, 0);
-	case FN_PY_CALLOC:
-		return session_enter(ctx, cookie, array_size(a2, a3), 0, 0);
-	case FN_PY_REALLOC:
-		/* the probed malloc it jumps to counts this allocation */
-		if (!a2 && (cookie & PMS_COOKIE_NULL_DELEGATES))
-			return 1;
-		return session_enter(ctx, cookie, a3, a2, 0);
-	case FN_PY_FREE:
-		free_enter(a2);
+	decode_call(ctx, cookie, &c);
+	if (c.is_free) {
+		free_enter(c.freed);
 		return 1;
 	}
-	return 1;
+	if (c.skip)
+		return 1;
+	return session_enter(ctx, cookie, c.size, c.old, c.memptr);
 }

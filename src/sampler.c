@@ -93,6 +93,16 @@ static int load_failed(int ret, struct pms_error *err)
 	    strerror(-ret));
 }
 
+/* The configuration every program reads (each skeleton has its own copy). */
+static void fill_config(struct pms_config *cfg, struct pytarget *t, const struct sampler_opts *opts)
+{
+	cfg->tgid = (uint32_t)proc_pid(pytarget_proc(t));
+	cfg->max_depth = opts->max_depth;
+	cfg->budget_per_sec = opts->budget_per_sec;
+	cfg->rate = opts->rate;
+	sampler_fill_offsets(pytarget_layout(t), pytarget_runtime(t), &cfg->py);
+}
+
 static int open_growth(struct sampler *s, struct pytarget *t, const struct sampler_opts *opts,
 		       struct pms_error *err)
 {
@@ -105,10 +115,7 @@ static int open_growth(struct sampler *s, struct pytarget *t, const struct sampl
 	s->obj = s->growth->obj;
 	s->events = s->growth->maps.events;
 	s->counters = s->growth->maps.counters;
-	s->growth->rodata->cfg.tgid = (uint32_t)proc_pid(pytarget_proc(t));
-	s->growth->rodata->cfg.max_depth = opts->max_depth;
-	s->growth->rodata->cfg.budget_per_sec = opts->budget_per_sec;
-	sampler_fill_offsets(pytarget_layout(t), pytarget_runtime(t), &s->growth->rodata->cfg.py);
+	fill_config(&s->growth->rodata->cfg, t, opts);
 	ret = growth_bpf__load(s->growth);
 	if (ret)
 		return load_failed(ret, err);
@@ -309,10 +316,7 @@ static int load_alloc(struct sampler *s, struct pytarget *t, const struct sample
 	s->obj = s->alloc->obj;
 	s->events = s->alloc->maps.events;
 	s->counters = s->alloc->maps.counters;
-	s->alloc->rodata->cfg.tgid = (uint32_t)proc_pid(pytarget_proc(t));
-	s->alloc->rodata->cfg.max_depth = opts->max_depth;
-	s->alloc->rodata->cfg.rate = opts->rate;
-	sampler_fill_offsets(pytarget_layout(t), pytarget_runtime(t), &s->alloc->rodata->cfg.py);
+	fill_config(&s->alloc->rodata->cfg, t, opts);
 	if (opts->max_live)
 		bpf_map__set_max_entries(s->alloc->maps.live, opts->max_live);
 	for (size_t i = 0; i < s->probes.n && nranges < ALLOC_MAX_RANGES; i++) {
