@@ -51,6 +51,8 @@ int proc_tasks(const struct proc *p, pid_t *tids, size_t max);
 
 /* The state letter of a thread from /proc/PID/task/TID/stat ('R', 'S', 'D', 'T'...), or '?'. */
 char proc_task_state(const struct proc *p, pid_t tid);
+/* The same for a process not opened (no maps read). */
+char proc_task_state_of(pid_t pid, pid_t tid);
 
 /* The command name (comm) of the process; "?" when unreadable. */
 const char *proc_comm(const struct proc *p);

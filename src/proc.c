@@ -331,11 +331,16 @@ int proc_tasks(const struct proc *p, pid_t *tids, size_t max)
 
 char proc_task_state(const struct proc *p, pid_t tid)
 {
+	return proc_task_state_of(p->pid, tid);
+}
+
+char proc_task_state_of(pid_t pid, pid_t tid)
+{
 	char path[96], buf[512], *close_paren;
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", p->pid, tid);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return '?';

@@ -13,12 +13,14 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#define LOCK_MAX_THREADS     4096
-#define LOCK_STOP_TIMEOUT_MS 2000
+#define LOCK_MAX_THREADS       4096
+#define LOCK_STOP_TIMEOUT_MS   2000
+#define LOCK_RESUME_TIMEOUT_MS 250
 
 struct ptracelock {
 	pid_t pid;
 	pid_t tids[LOCK_MAX_THREADS];
+	bool blocked[LOCK_MAX_THREADS]; /* sleeping in the kernel when we interrupted it */
 	int ntids;
 	sigset_t saved_mask;
 };
@@ -45,6 +47,7 @@ static int seize_new_threads(struct ptracelock *lk)
 		return -ESRCH;
 	while ((de = readdir(d)) && lk->ntids < LOCK_MAX_THREADS) {
 		pid_t tid = (pid_t)atoi(de->d_name);
+		char state;
 
 		if (tid <= 0 || seized(lk, tid))
 			continue;
@@ -56,6 +59,8 @@ static int seize_new_threads(struct ptracelock *lk)
 			closedir(d);
 			return -e;
 		}
+		state = proc_task_state_of(lk->pid, tid);
+		lk->blocked[lk->ntids] = state == 'S' || state == 'D';
 		lk->tids[lk->ntids++] = tid;
 		ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
 		added++;
@@ -159,12 +164,33 @@ fail:
 	return pms_error_set(err, -ret, "cannot pause process %d: %s", pid, strerror(-ret));
 }
 
+/* A thread interrupted in a blocking call restarts it on detach; until it is back inside, a
+ * signal sent to it runs its handler and the restarted call then sleeps on (the kernel does not
+ * turn the restart into EINTR), so CPython would not run a Python-level handler until the call
+ * ends by itself. Returning only once such threads block again keeps that window inside our run. */
+static void wait_blocked_again(const struct ptracelock *lk)
+{
+	long deadline = now_ms() + LOCK_RESUME_TIMEOUT_MS;
+
+	for (int i = 0; i < lk->ntids; i++) {
+		while (lk->blocked[i] && now_ms() < deadline) {
+			char state = proc_task_state_of(lk->pid, lk->tids[i]);
+			struct timespec ts = {0, 200000};
+
+			if (state != 'R' && state != 't' && state != 'T')
+				break; /* blocked again, or gone */
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
 void ptracelock_release(struct ptracelock *lk)
 {
 	if (!lk)
 		return;
 	for (int i = 0; i < lk->ntids; i++)
 		ptrace(PTRACE_DETACH, lk->tids[i], NULL, NULL);
+	wait_blocked_again(lk);
 	sigprocmask(SIG_SETMASK, &lk->saved_mask, NULL);
 	free(lk);
 }

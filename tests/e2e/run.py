@@ -414,6 +414,23 @@ def signal_main_thread(pid, sig):
     os.kill(pid, sig)
 
 
+def thread_states(pid):
+    """Per thread: state, pending and blocked signals, wait channel and system call (for failures)."""
+    out = []
+    for tid in sorted(tasks_of(pid)):
+        st = proc_status(pid, tid)
+        try:
+            with open("/proc/%d/task/%d/wchan" % (pid, tid)) as f:
+                wchan = f.read().strip()
+            with open("/proc/%d/task/%d/syscall" % (pid, tid)) as f:
+                call = " ".join(f.read().split()[:2])
+        except OSError:
+            wchan = call = "?"
+        out.append("%d %s pnd=%s shd=%s blk=%s wchan=%s syscall=%s" % (
+            tid, st.get("State", "?")[:1], st.get("SigPnd"), st.get("ShdPnd"), st.get("SigBlk"), wchan, call))
+    return out
+
+
 def check_alive(ctx, p, truth, what):
     """The target is not stopped or traced, and its main thread still runs Python (SIGUSR1 -> pong)."""
     problems = []
@@ -441,8 +458,8 @@ def check_alive(ctx, p, truth, what):
     end = time.time() + 5 * SCALE
     while not os.path.exists(pong):
         if time.time() > end or p.poll() is not None:
-            problems.append("after %s the target did not answer SIGUSR1 within %.0fs (rc %s)"
-                            % (what, 5 * SCALE, p.poll()))
+            problems.append("after %s the target did not answer SIGUSR1 within %.0fs (rc %s); threads: %s"
+                            % (what, 5 * SCALE, p.poll(), "; ".join(thread_states(p.pid))))
             return problems
         time.sleep(0.02)
     wait_parked(ctx, p, truth, "after answering SIGUSR1")  # back in its sleep for later dumps
