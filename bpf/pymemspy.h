@@ -54,6 +54,8 @@ enum pms_event_kind {
 	PMS_EV_MOVE = 4,    /* mremap moved [addr, addr+len) to addr2: its pages stay resident */
 	PMS_EV_ALLOC = 5,   /* a sampled allocation: addr, len bytes asked, addr2 its threshold */
 	PMS_EV_FREE = 6,    /* a sampled allocation at addr was freed (or moved by realloc) */
+	PMS_EV_WATCH = 7,   /* survivors: the watched word at addr was written (len: the value,
+			     * addr2: the arm's generation) */
 };
 
 enum pms_event_flags {
@@ -63,6 +65,7 @@ enum pms_event_flags {
 	PMS_EVF_NO_TSTATE = 1 << 3,    /* the thread has no Python thread state */
 	PMS_EVF_NO_FAULT = 1 << 4,     /* growth outside a page fault: no address known */
 	PMS_EVF_UNTRACKED = 1 << 5,    /* sampled allocation whose free cannot be seen (map full) */
+	PMS_EVF_SURVIVOR = 1 << 6,     /* growth charged to a stack by the survivor split */
 };
 
 /* Why a range was released (PMS_EV_RELEASE). */
@@ -120,7 +123,16 @@ enum pms_counter {
 	PMS_CNT_FREES_MATCHED,	 /* frees of sampled allocations */
 	PMS_CNT_LIVE_FULL,	 /* sampled allocations not followed: the live map was full */
 	PMS_CNT_NESTED,		 /* allocator calls made by another probed allocator call */
+	PMS_CNT_WATCH_TRAPS,	 /* survivors: watchpoint traps in the target */
+	PMS_CNT_WATCH_HITS,	 /* of which wrote the armed word first (a sampled allocation) */
 	PMS_CNT_MAX,
+};
+
+/* The survivors source's one armed word: user space writes it, then points the watchpoints
+ * there; the first trap on it clears addr (one sample per arm). */
+struct pms_watch_arm {
+	__u64 addr; /* 0: nothing armed */
+	__u64 gen;  /* the arm's number, echoed in the event */
 };
 
 /* The attach cookie of an allocator probe: its kind (enum alloc_fn) in the low 16 bits, flags
