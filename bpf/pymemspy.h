@@ -43,7 +43,8 @@ struct pms_config {
 	__u32 max_depth;      /* <= PMS_MAX_DEPTH */
 	__u32 budget_per_sec; /* stack walks per second before sampling starts; 0: no limit */
 	__u32 pad;
-	__u64 rate; /* allocator sources: mean bytes between two samples (PMS_RATE_MIN..MAX) */
+	__u64 rate;	 /* allocator sources: mean bytes between two samples (PMS_RATE_MIN..MAX) */
+	__u64 type_type; /* survivors: address of PyType_Type (what a type object's type is) */
 	struct pms_py_offsets py;
 };
 
@@ -125,14 +126,38 @@ enum pms_counter {
 	PMS_CNT_NESTED,		 /* allocator calls made by another probed allocator call */
 	PMS_CNT_WATCH_TRAPS,	 /* survivors: watchpoint traps in the target */
 	PMS_CNT_WATCH_HITS,	 /* of which wrote the armed word first (a sampled allocation) */
+	/* survivors, counted by user space (src/survivors.c) into the same array */
+	PMS_CNT_SURV_ARMS,	/* words armed */
+	PMS_CNT_SURV_LOST,	/* arms or hits thrown away: the block moved while we armed */
+	PMS_CNT_SURV_FOLLOWED,	/* sampled allocations followed */
+	PMS_CNT_SURV_SURVIVED,	/* of which were alive and unchanged at the check */
+	PMS_CNT_SURV_DIED,	/* of which were freed or reused by then */
+	PMS_CNT_SURV_HELD,	/* bytes of growth in pymalloc pools, split among survivors */
+	PMS_CNT_SURV_FALLBACK,	/* of those, bytes charged by first touch (no survivor yet) */
+	PMS_CNT_SURV_THREADS,	/* threads watched when we attached (later ones inherit) */
+	PMS_CNT_SURV_UNWATCHED, /* threads we could not watch (debug registers taken) */
 	PMS_CNT_MAX,
 };
 
-/* The survivors source's one armed word: user space writes it, then points the watchpoints
- * there; the first trap on it clears addr (one sample per arm). */
+/* The survivors source's watch slots: each is a set of breakpoint events (one per thread)
+ * pointed at one word. User space arms a slot (state ARMED, then points its watches there);
+ * the first write makes it HIT (the sampled allocation, sent with its stack); a later write
+ * that only a death makes marks it DIED. */
+#define PMS_WATCH_SLOTS 3
+
+enum pms_watch_state {
+	PMS_WATCH_IDLE = 0,
+	PMS_WATCH_ARMED = 1,
+	PMS_WATCH_HIT = 2,
+	PMS_WATCH_DIED = 3,
+};
+
 struct pms_watch_arm {
-	__u64 addr; /* 0: nothing armed */
-	__u64 gen;  /* the arm's number, echoed in the event */
+	__u64 addr;   /* the watched word: block+8; 0 when idle */
+	__u64 gen;    /* the arm's number, echoed in the event */
+	__u64 state;  /* enum pms_watch_state */
+	__u64 value;  /* what the allocation wrote (HIT) */
+	__u64 hit_ns; /* when (bpf_ktime_get_ns) */
 };
 
 /* The attach cookie of an allocator probe: its kind (enum alloc_fn) in the low 16 bits, flags

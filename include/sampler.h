@@ -4,6 +4,7 @@
 #ifndef PMS_SAMPLER_H
 #define PMS_SAMPLER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,9 +17,10 @@
 struct sampler;
 
 enum sampler_source {
-	SAMPLER_GROWTH = 0,   /* resident growth: rss_stat, page faults, releasing syscalls */
-	SAMPLER_MALLOC = 1,   /* uprobes on the malloc family and free */
-	SAMPLER_PYMALLOC = 2, /* uprobes on CPython's allocator table functions */
+	SAMPLER_GROWTH = 0,    /* resident growth: rss_stat, page faults, releasing syscalls */
+	SAMPLER_MALLOC = 1,    /* uprobes on the malloc family and free */
+	SAMPLER_PYMALLOC = 2,  /* uprobes on CPython's allocator table functions */
+	SAMPLER_SURVIVORS = 3, /* growth, with pymalloc's share split by surviving samples */
 };
 
 struct sampler_opts {
@@ -34,6 +36,12 @@ struct sampler_opts {
  * it). A non-zero return stops the current poll and is returned by sampler_poll. */
 typedef int (*sampler_event_fn)(const struct pms_event *ev, size_t size, void *ctx);
 
+/* Whether a source samples allocator calls (malloc, pymalloc): then --rate applies. */
+static inline bool sampler_is_allocator(enum sampler_source source)
+{
+	return source == SAMPLER_MALLOC || source == SAMPLER_PYMALLOC;
+}
+
 /* Loads and attaches the programs of opts->source for the target. Errors (message in err): -EPERM
  * when a privilege is missing, -PMS_ENOFEATURE when the kernel lacks what they need. */
 int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_event_fn fn,
@@ -43,18 +51,20 @@ int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_ev
  * events delivered or a negative errno (-EINTR when a signal interrupted the wait). */
 int sampler_poll(struct sampler *s, int timeout_ms);
 
-/* "growth", "malloc", "pymalloc" -> source; *name gets the canonical name. 0 or -EINVAL. */
+/* "growth", "malloc", "pymalloc", "survivors" -> source; *name gets the canonical name. 0 or
+ * -EINVAL. */
 int sampler_parse_source(const char *text, enum sampler_source *out, const char **name);
 
-/* Tells the user, once attached, what an allocator source probes, what it costs, and what it
- * cannot see. Nothing for growth. */
+/* Tells the user, once attached, what an allocator source probes or what survivors watches,
+ * what it costs, and what it cannot see. Nothing for growth. */
 void sampler_describe(const struct sampler *s, FILE *out);
 
 /* The probed allocator functions (allocator sources), else NULL. */
 const struct alloc_probes *sampler_probes(const struct sampler *s);
 
 /* Detaches the programs but keeps the maps: the ring buffer can still be drained and the
- * counters read, and they no longer change. */
+ * counters read, and they no longer change. Polls after it also settle what survivors still
+ * holds. */
 void sampler_detach(struct sampler *s);
 
 /* Sums the per-CPU counters (enum pms_counter). */

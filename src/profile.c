@@ -295,6 +295,13 @@ static size_t stack_for(struct profile *p, const struct pms_event *ev, size_t si
 	return p->nstacks++;
 }
 
+/* An event that charges nothing but may carry a stack later events refer to by its hash. */
+static void learn_stack(struct profile *p, const struct pms_event *ev, size_t size, double at)
+{
+	if (ev->stack_id && (ev->flags & PMS_EVF_STACK_INLINE))
+		stack_for(p, ev, size, at);
+}
+
 static void charge_thread(struct profile *p, uint32_t tid, int64_t bytes)
 {
 	uint64_t idx;
@@ -640,7 +647,13 @@ int profile_add_event(struct profile *p, const struct pms_event *ev, size_t size
 		return -EINVAL; /* a rebuilt profile has no target to symbolize against */
 	switch (ev->kind) {
 	case PMS_EV_GROWTH:
-		return ev->bytes > 0 ? add_growth(p, ev, size, at) : 0;
+		if (ev->bytes > 0)
+			return add_growth(p, ev, size, at);
+		learn_stack(p, ev, size, at);
+		return 0;
+	case PMS_EV_WATCH:
+		learn_stack(p, ev, size, at);
+		return 0;
 	case PMS_EV_SHRINK:
 		p->totals.shrunk += -ev->bytes;
 		return 0;

@@ -183,11 +183,12 @@ int pypools_find(struct proc *p, int minor, struct pypools **out, struct pms_err
 	}
 	if (!pp->usedpools) {
 		free(pp);
-		return pms_error_set(err, ENOENT,
-				     "found no pymalloc pool in process %d: --events survivors needs "
-				     "CPython's small-object allocator (not PYTHONMALLOC=malloc, not "
-				     "a free-threaded build)",
-				     (int)proc_pid(p));
+		return pms_error_set(
+		    err, ENOENT,
+		    "found no pymalloc pool in process %d: --events survivors needs "
+		    "CPython's small-object allocator (not PYTHONMALLOC=malloc, not "
+		    "a free-threaded build)",
+		    (int)proc_pid(p));
 	}
 	pp->pool_buf = malloc(pp->pool_size);
 	if (!pp->pool_buf) {

@@ -197,7 +197,7 @@ static void file_start(struct recording *r, const struct sampler_opts *sopts, co
 	m.rss_start = rss_start;
 	m.budget_per_sec = sopts->budget_per_sec;
 	m.max_depth = sopts->max_depth;
-	m.rate = sopts->source == SAMPLER_GROWTH ? 0 : sopts->rate;
+	m.rate = sampler_is_allocator(sopts->source) ? sopts->rate : 0;
 	if (sampler_probes(r->sampler)) {
 		snprintf(m.allocator, sizeof(m.allocator), "%s",
 			 sampler_probes(r->sampler)->allocator);
@@ -447,7 +447,7 @@ int cmd_record(int argc, char **argv)
 	meta.python = pytarget_version(r.target);
 	meta.duration = elapsed;
 	meta.budget_per_sec = sopts.budget_per_sec;
-	meta.rate = sopts.source == SAMPLER_GROWTH ? 0 : sopts.rate;
+	meta.rate = sampler_is_allocator(sopts.source) ? sopts.rate : 0;
 	meta.max_depth = sopts.max_depth;
 	meta.profile_bytes = profile_memory(r.profile);
 	getrusage(RUSAGE_SELF, &ru);

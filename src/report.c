@@ -571,6 +571,17 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	json_kv_uint(j, "frees_matched", m->counters[PMS_CNT_FREES_MATCHED]);
 	json_kv_uint(j, "nested_calls", m->counters[PMS_CNT_NESTED]);
 	json_kv_uint(j, "live_map_full", m->counters[PMS_CNT_LIVE_FULL]);
+	json_kv_uint(j, "watch_traps", m->counters[PMS_CNT_WATCH_TRAPS]);
+	json_kv_uint(j, "watch_hits", m->counters[PMS_CNT_WATCH_HITS]);
+	json_kv_uint(j, "survivor_arms", m->counters[PMS_CNT_SURV_ARMS]);
+	json_kv_uint(j, "survivor_arms_lost", m->counters[PMS_CNT_SURV_LOST]);
+	json_kv_uint(j, "survivor_followed", m->counters[PMS_CNT_SURV_FOLLOWED]);
+	json_kv_uint(j, "survivors", m->counters[PMS_CNT_SURV_SURVIVED]);
+	json_kv_uint(j, "survivor_died", m->counters[PMS_CNT_SURV_DIED]);
+	json_kv_uint(j, "survivor_held_bytes", m->counters[PMS_CNT_SURV_HELD]);
+	json_kv_uint(j, "survivor_fallback_bytes", m->counters[PMS_CNT_SURV_FALLBACK]);
+	json_kv_uint(j, "threads_watched", m->counters[PMS_CNT_SURV_THREADS]);
+	json_kv_uint(j, "threads_unwatched", m->counters[PMS_CNT_SURV_UNWATCHED]);
 	json_kv_uint(j, "allocs_untracked", t->allocs_untracked);
 	json_kv_uint(j, "stacks_lost", t->stacks_lost);
 	json_kv_uint(j, "pages_untracked", t->pages_untracked);

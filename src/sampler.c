@@ -14,6 +14,8 @@
 #include "alloc.skel.h"
 #include "growth.skel.h"
 #include "host.h"
+#include "survivors.h"
+#include "survivors.skel.h"
 
 struct sampler {
 	enum sampler_source source;
@@ -32,6 +34,11 @@ struct sampler {
 	sampler_event_fn fn;
 	void *ctx;
 	int ncpus;
+	/* survivors: its program (sharing the growth maps) and the watchpoints */
+	struct survivors_bpf *watch;
+	struct survivors *surv;
+	bool detached;
+	struct pms_event held; /* a growth event whose bytes survivors holds, passed on without */
 };
 
 static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -78,10 +85,48 @@ void sampler_fill_offsets(const struct py_layout *l, uint64_t runtime, struct pm
 static int on_ringbuf(void *ctx, void *data, size_t size)
 {
 	struct sampler *s = ctx;
+	const struct pms_event *ev = data;
 
 	if (size < PMS_EVENT_SIZE(0))
 		return 0; /* never sent by our programs */
-	return s->fn(data, size, s->ctx);
+	if (s->surv && ev->kind == PMS_EV_WATCH) {
+		surv_on_watch(s->surv, ev);
+	} else if (s->surv && surv_hold_growth(s->surv, ev)) {
+		/* the profile still learns the stack, without its bytes */
+		if (size > sizeof(s->held))
+			size = sizeof(s->held);
+		memcpy(&s->held, ev, size);
+		s->held.bytes = 0;
+		return s->fn(&s->held, size, s->ctx);
+	}
+	return s->fn(ev, size, s->ctx);
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* survivors' split: growth charged to a surviving sample's stack, as a growth event without a
+ * page (the stack reached the profile with the watch event). */
+static void charge_survivor(void *ctx, uint64_t stack_id, uint32_t tid, uint8_t flags,
+			    int64_t bytes)
+{
+	struct sampler *s = ctx;
+	struct pms_event ev;
+
+	memset(&ev, 0, PMS_EVENT_SIZE(0));
+	ev.ts_ns = monotonic_ns();
+	ev.kind = PMS_EV_GROWTH;
+	ev.member = 1; /* MM_ANONPAGES: pymalloc's arenas are anonymous memory */
+	ev.bytes = bytes;
+	ev.stack_id = stack_id;
+	ev.tid = tid;
+	ev.flags = (uint8_t)(flags | PMS_EVF_NO_FAULT | PMS_EVF_SURVIVOR);
+	s->fn(&ev, PMS_EVENT_SIZE(0), s->ctx);
 }
 
 static int load_failed(int ret, struct pms_error *err)
@@ -125,6 +170,44 @@ static int open_growth(struct sampler *s, struct pytarget *t, const struct sampl
 				     "cannot attach our BPF programs (%s); run 'pymemspy doctor'",
 				     strerror(-ret));
 	return 0;
+}
+
+/* survivors: the growth programs, then the watch program on their maps, then the watches. */
+static int open_survivors(struct sampler *s, struct pytarget *t, const struct sampler_opts *opts,
+			  struct pms_error *err)
+{
+	struct {
+		struct bpf_map *mine, *growth;
+	} shared[4];
+	int ret = open_growth(s, t, opts, err);
+
+	if (ret)
+		return ret;
+	s->watch = survivors_bpf__open();
+	if (!s->watch)
+		return pms_error_set(err, errno ? errno : EINVAL,
+				     "cannot open the BPF programs: %s", strerror(errno));
+	shared[0].mine = s->watch->maps.events, shared[0].growth = s->growth->maps.events;
+	shared[1].mine = s->watch->maps.counters, shared[1].growth = s->growth->maps.counters;
+	shared[2].mine = s->watch->maps.tstates, shared[2].growth = s->growth->maps.tstates;
+	shared[3].mine = s->watch->maps.seen_stacks, shared[3].growth = s->growth->maps.seen_stacks;
+	for (int i = 0; i < 4; i++) {
+		ret = bpf_map__reuse_fd(shared[i].mine, bpf_map__fd(shared[i].growth));
+		if (ret)
+			return load_failed(ret, err);
+	}
+	fill_config(&s->watch->rodata->cfg, t, opts);
+	/* PyType_Type is the type of every type object: of PyCode_Type too */
+	ret = proc_read_u64(pytarget_proc(t), pytarget_code_type(t) + 8,
+			    (uint64_t *)&s->watch->rodata->cfg.type_type);
+	if (ret)
+		return proc_read_error(pytarget_proc(t), ret, "PyCode_Type", err);
+	ret = survivors_bpf__load(s->watch);
+	if (ret)
+		return load_failed(ret, err);
+	return surv_open(pytarget_proc(t), pytarget_version(t)->minor,
+			 bpf_program__fd(s->watch->progs.pms_watch_hit),
+			 bpf_map__fd(s->watch->maps.arm), NULL, &s->surv, err);
 }
 
 static bool is_free(enum alloc_fn fn)
@@ -398,8 +481,10 @@ int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_ev
 	int ret;
 
 	*out = NULL;
-	ret = host_require(
-	    opts->source == SAMPLER_GROWTH ? HOST_NEEDS_GROWTH : HOST_NEEDS_ALLOCATOR, err);
+	ret = host_require(opts->source == SAMPLER_GROWTH || opts->source == SAMPLER_SURVIVORS
+			       ? HOST_NEEDS_GROWTH
+			       : HOST_NEEDS_ALLOCATOR,
+			   err);
 	if (ret)
 		return ret;
 	libbpf_set_print(opts->verbose ? verbose_print : quiet_print);
@@ -414,8 +499,9 @@ int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_ev
 		ret = pms_error_set(err, EINVAL, "cannot count the CPUs");
 		goto fail;
 	}
-	ret = opts->source == SAMPLER_GROWTH ? open_growth(s, t, opts, err)
-					     : open_alloc(s, t, opts, err);
+	ret = opts->source == SAMPLER_GROWTH	  ? open_growth(s, t, opts, err)
+	      : opts->source == SAMPLER_SURVIVORS ? open_survivors(s, t, opts, err)
+						  : open_alloc(s, t, opts, err);
 	if (ret)
 		goto fail;
 	s->rb = ring_buffer__new(bpf_map__fd(s->events), on_ringbuf, s, NULL);
@@ -438,7 +524,7 @@ const struct alloc_probes *sampler_probes(const struct sampler *s)
 
 int sampler_parse_source(const char *text, enum sampler_source *out, const char **name)
 {
-	static const char *const names[] = {"growth", "malloc", "pymalloc"};
+	static const char *const names[] = {"growth", "malloc", "pymalloc", "survivors"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (strcmp(text, names[i]) == 0) {
@@ -454,6 +540,13 @@ void sampler_describe(const struct sampler *s, FILE *out)
 {
 	size_t nfree = 0;
 
+	if (s->surv) {
+		char line[512];
+
+		surv_describe(s->surv, line, sizeof(line));
+		fprintf(out, "pymemspy: %s\n", line);
+		return;
+	}
 	if (!s->alloc)
 		return;
 	for (size_t i = 0; i < s->probes.n; i++)
@@ -528,6 +621,8 @@ static void detach_links(struct sampler *s)
 
 void sampler_detach(struct sampler *s)
 {
+	surv_stop(s->surv);
+	s->detached = true;
 	if (s->growth)
 		growth_bpf__detach(s->growth);
 	detach_links(s);
@@ -544,6 +639,11 @@ int sampler_poll(struct sampler *s, int timeout_ms)
 	consumed = ring_buffer__consume(s->rb);
 	if (consumed < 0)
 		return consumed;
+	if (s->surv) {
+		surv_tick(s->surv, monotonic_ns(), charge_survivor, s);
+		if (s->detached)
+			surv_flush(s->surv, charge_survivor, s);
+	}
 	return woken + consumed;
 }
 
@@ -562,6 +662,8 @@ int sampler_counters(struct sampler *s, uint64_t out[PMS_CNT_MAX])
 			out[k] += values[c];
 	}
 	free(values);
+	if (s->surv)
+		surv_counters(s->surv, out);
 	return 0;
 }
 
@@ -593,6 +695,8 @@ void sampler_close(struct sampler *s)
 	detach_links(s);
 	free(s->links);
 	free(s->multi_fds);
+	surv_close(s->surv);
+	survivors_bpf__destroy(s->watch);
 	growth_bpf__destroy(s->growth);
 	alloc_bpf__destroy(s->alloc);
 	allocators_free(&s->probes);

@@ -50,6 +50,7 @@ static const struct event_source sources[] = {
     {"growth", SAMPLER_GROWTH, false},
     {"malloc", SAMPLER_MALLOC, true},
     {"pymalloc", SAMPLER_PYMALLOC, true},
+    {"survivors", SAMPLER_SURVIVORS, false},
 };
 
 /* A site of the profile as we know it, indexed by the profile's site id. */

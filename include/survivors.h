@@ -1,0 +1,65 @@
+/* The survivors source, user side: samples pymalloc allocations with hardware watchpoints and
+ * keeps those whose objects survive, then charges growth in pymalloc's pools to the surviving
+ * samples' stacks instead of to whoever touched the fresh page first (doc/survivors.md).
+ *
+ * A thread of its own arms one word at a time (arms_per_sec): the word at block+8 of the block
+ * the next allocation of a size class will take, classes in turn, on a breakpoint event per
+ * target thread (threads created later inherit it). The kernel program reports the first write
+ * with the writer's Python stack. A sampled block still allocated, with the same word, min_age
+ * seconds later is a survivor: it counts for its stack with its block size. */
+#ifndef PMS_SURVIVORS_H
+#define PMS_SURVIVORS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "errors.h"
+#include "proc.h"
+#include "pymemspy.h"
+
+#define SURV_DEFAULT_ARMS_PER_SEC 1000
+#define SURV_DEFAULT_MIN_AGE	  1.0
+
+struct survivors;
+
+struct surv_opts {
+	unsigned arms_per_sec; /* 0: SURV_DEFAULT_ARMS_PER_SEC */
+	double min_age;	       /* seconds; 0: SURV_DEFAULT_MIN_AGE */
+};
+
+/* Bytes to charge to a stack (stack_id as the kernel hashed it; flags: PMS_EVF_NO_TSTATE). */
+typedef void (*surv_charge_fn)(void *ctx, uint64_t stack_id, uint32_t tid, uint8_t flags,
+			       int64_t bytes);
+
+/* Finds the pools, opens a write breakpoint on every thread of p with prog_fd attached, and
+ * starts arming through arm_map_fd (struct pms_watch_arm). Errors with a message: -ENOENT no
+ * pymalloc, -EPERM (CAP_PERFMON), -ENOSPC every thread's debug registers are taken. */
+int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, const struct surv_opts *o,
+	      struct survivors **out, struct pms_error *err);
+
+/* A PMS_EV_WATCH event: follows the sampled allocation when its arm was good. */
+void surv_on_watch(struct survivors *s, const struct pms_event *ev);
+
+/* A growth event: true when its page is in a pymalloc pool, its bytes then held for the split
+ * (the caller must not charge them). */
+bool surv_hold_growth(struct survivors *s, const struct pms_event *ev);
+
+/* Checks the followed allocations old enough at now_ns (CLOCK_MONOTONIC), then splits the held
+ * growth among the survivors' stacks in proportion to their surviving bytes. */
+void surv_tick(struct survivors *s, uint64_t now_ns, surv_charge_fn fn, void *ctx);
+
+/* At the end: held growth no survivor could take goes to the stacks that touched it. */
+void surv_flush(struct survivors *s, surv_charge_fn fn, void *ctx);
+
+/* Stops arming and takes the watchpoints out (the target runs untouched from here). */
+void surv_stop(struct survivors *s);
+
+/* Adds the user-side counters (PMS_CNT_SURV_*). */
+void surv_counters(const struct survivors *s, uint64_t counters[PMS_CNT_MAX]);
+
+/* One line on what it watches, for the user. */
+void surv_describe(const struct survivors *s, char *buf, size_t len);
+
+void surv_close(struct survivors *s);
+
+#endif

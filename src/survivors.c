@@ -1,0 +1,576 @@
+#include "survivors.h"
+
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <linux/hw_breakpoint.h>
+#include <linux/perf_event.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pypools.h"
+#include "u64map.h"
+
+#define SURV_MAX_THREADS    4096
+#define SURV_ARM_LOG	    65536	 /* arms remembered, for the hits checked later */
+#define SURV_PENDING	    16384	 /* sampled allocations waiting for their check */
+#define SURV_MAX_STACKS	    4096	 /* stacks with survivors, and stacks holding growth */
+#define SURV_MISS_NS	    2000000ull	 /* an armed class that allocates nothing this long: next */
+#define SURV_CHECK_SLACK_NS 250000000ull /* after the watch let go, before the final check */
+/* Where a watch points while nothing is armed: below mmap_min_addr, never written. */
+#define SURV_IDLE_ADDR 0x8ULL
+
+/* What became of an arm, for the check of its sample. */
+struct arm_rec {
+	uint64_t gen, block;
+	unsigned cls;
+	bool valid;   /* armed in time: its hit is an allocation */
+	bool died;    /* the watch saw the sampled object die */
+	bool settled; /* the watch saw it live for min_age */
+};
+
+struct followed {
+	uint64_t gen, block, value, stack_id, hit_ns;
+	uint32_t tid;
+	uint8_t cls, flags;
+};
+
+/* A stack that survivors or held growth are counted for. */
+struct stack_acc {
+	uint64_t stack_id;
+	uint32_t tid;
+	uint8_t flags;
+	double surviving; /* bytes of its sampled allocations that survived */
+	double carry;	  /* fraction of a byte owed from the last split */
+	int64_t held;	  /* growth it touched first that is not split yet */
+};
+
+/* A watch slot: one breakpoint event per thread, all on the same word. */
+struct slot {
+	int *fds;
+	size_t nfds;
+	uint64_t gen, block, armed_ns;
+};
+
+struct survivors {
+	struct proc *proc;
+	struct pypools *pools;
+	int arm_fd;
+	struct slot slots[PMS_WATCH_SLOTS];
+	unsigned nslots;
+	struct perf_event_attr attr;
+	uint64_t period_ns;
+	uint64_t min_age_ns;
+	unsigned next_cls;
+
+	pthread_t armer;
+	bool armer_started;
+	pthread_mutex_t lock; /* the arm log, the counters the armer writes, the stop flag */
+	bool stopping;
+	struct arm_rec *log;
+	uint64_t gen;
+
+	struct followed *pending; /* a ring, oldest first */
+	size_t head, count;
+
+	struct stack_acc *stacks;
+	size_t nstacks;
+	struct u64map *stack_index;
+	double surviving_total;
+	int64_t held_total; /* held growth not split yet */
+
+	uint64_t last_pool; /* the last pool found to be pymalloc's, for runs of faults */
+	uint64_t counters[PMS_CNT_MAX];
+};
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int open_watch(struct survivors *s, pid_t tid, int prog_fd)
+{
+	int fd = (int)syscall(__NR_perf_event_open, &s->attr, tid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, PERF_EVENT_IOC_SET_BPF, prog_fd) != 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static void close_slot(struct slot *sl)
+{
+	for (size_t i = 0; i < sl->nfds; i++)
+		close(sl->fds[i]);
+	sl->nfds = 0;
+}
+
+/* Slot 0 on every thread it can get; the other slots only where every thread has one, so that
+ * no slot misses a thread's writes. */
+static int open_watches(struct survivors *s, int prog_fd, struct pms_error *err)
+{
+	pid_t *tids = calloc(SURV_MAX_THREADS, sizeof(*tids));
+	int n, first_error = 0;
+
+	if (!tids)
+		return -ENOMEM;
+	n = proc_tasks(s->proc, tids, SURV_MAX_THREADS);
+	if (n < 0) {
+		free(tids);
+		return pms_error_set(err, -n, "cannot list the threads of process %d",
+				     (int)proc_pid(s->proc));
+	}
+	for (unsigned k = 0; k < PMS_WATCH_SLOTS; k++) {
+		struct slot *sl = &s->slots[k];
+
+		sl->fds = calloc((size_t)n + 1, sizeof(*sl->fds));
+		if (!sl->fds) {
+			free(tids);
+			return -ENOMEM;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = open_watch(s, tids[i], prog_fd);
+
+			if (fd >= 0) {
+				sl->fds[sl->nfds++] = fd;
+			} else if (fd != -ESRCH) {
+				if (k == 0)
+					s->counters[PMS_CNT_SURV_UNWATCHED]++;
+				if (!first_error)
+					first_error = fd;
+				if (k > 0)
+					break;
+			}
+		}
+		if (k > 0 && sl->nfds < s->slots[0].nfds) {
+			close_slot(sl);
+			break;
+		}
+		s->nslots = k + 1;
+	}
+	free(tids);
+	s->counters[PMS_CNT_SURV_THREADS] = s->slots[0].nfds;
+	if (s->slots[0].nfds)
+		return 0;
+	s->nslots = 0;
+	if (first_error == -EACCES || first_error == -EPERM)
+		return pms_error_set(err, EPERM,
+				     "not allowed to put watchpoints on process %d: run as root or "
+				     "grant CAP_PERFMON (and CAP_BPF)",
+				     (int)proc_pid(s->proc));
+	if (first_error == -ENOSPC)
+		return pms_error_set(err, ENOSPC,
+				     "every thread of process %d has its debug registers taken (a "
+				     "debugger's watchpoints?): --events survivors needs one",
+				     (int)proc_pid(s->proc));
+	return pms_error_set(err, first_error ? -first_error : ESRCH,
+			     "cannot put a watchpoint on process %d: %s", (int)proc_pid(s->proc),
+			     strerror(first_error ? -first_error : ESRCH));
+}
+
+/* Points a slot's watches at addr. Events whose thread is gone are dropped. */
+static void point_slot(struct survivors *s, struct slot *sl, uint64_t addr)
+{
+	s->attr.bp_addr = addr;
+	for (size_t i = 0; i < sl->nfds;) {
+		if (ioctl(sl->fds[i], PERF_EVENT_IOC_MODIFY_ATTRIBUTES, &s->attr) != 0 &&
+		    errno == ESRCH) {
+			close(sl->fds[i]);
+			sl->fds[i] = sl->fds[--sl->nfds];
+			continue;
+		}
+		i++;
+	}
+}
+
+static void write_arm(struct survivors *s, unsigned k, uint64_t addr, uint64_t gen, uint64_t state)
+{
+	struct pms_watch_arm a = {.addr = addr, .gen = gen, .state = state};
+
+	bpf_map_update_elem(s->arm_fd, &k, &a, BPF_ANY);
+}
+
+static bool block_watched(const struct survivors *s, uint64_t block)
+{
+	for (unsigned k = 0; k < s->nslots; k++)
+		if (s->slots[k].block == block)
+			return true;
+	return false;
+}
+
+/* Arms slot k on the next block of a class (classes in turn, skipping those without a free
+ * block). The block may be taken while the watches move: then its first write may have gone
+ * unseen, and a later one would be an object's, not an allocation's, so the arm is dropped. */
+static void arm_slot(struct survivors *s, unsigned k)
+{
+	struct slot *sl = &s->slots[k];
+	uint64_t block = 0, again, gen;
+	struct arm_rec *rec;
+	unsigned cls = 0;
+	bool found = false;
+
+	for (unsigned i = 0; i < PYPOOLS_CLASSES && !found; i++) {
+		cls = (s->next_cls + i) % PYPOOLS_CLASSES;
+		found = pypools_next_block(s->pools, cls, &block) == 0 && !block_watched(s, block);
+	}
+	if (!found) {
+		write_arm(s, k, 0, 0, PMS_WATCH_IDLE);
+		sl->gen = 0;
+		sl->block = 0;
+		return;
+	}
+	s->next_cls = cls + 1;
+	pthread_mutex_lock(&s->lock);
+	gen = ++s->gen;
+	rec = &s->log[gen % SURV_ARM_LOG];
+	*rec = (struct arm_rec){.gen = gen, .block = block, .cls = cls, .valid = true};
+	pthread_mutex_unlock(&s->lock);
+	/* the word first, then the watches: a trap always finds its arm */
+	write_arm(s, k, block + 8, gen, PMS_WATCH_ARMED);
+	point_slot(s, sl, block + 8);
+	sl->gen = gen;
+	sl->block = block;
+	sl->armed_ns = monotonic_ns();
+	if (pypools_next_block(s->pools, cls, &again) != 0 ||
+	    (again != block && pypools_allocated(s->pools, block, cls) != 0)) {
+		write_arm(s, k, 0, 0, PMS_WATCH_IDLE);
+		pthread_mutex_lock(&s->lock);
+		rec->valid = false;
+		s->counters[PMS_CNT_SURV_LOST]++;
+		pthread_mutex_unlock(&s->lock);
+		sl->gen = 0;
+		sl->block = 0;
+		return;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->counters[PMS_CNT_SURV_ARMS]++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* One look at slot k: re-arms it when its arm is over (missed, dead, or alive long enough). */
+static void tend_slot(struct survivors *s, unsigned k, uint64_t now)
+{
+	struct slot *sl = &s->slots[k];
+	struct pms_watch_arm a = {0};
+	bool over;
+
+	if (sl->gen && bpf_map_lookup_elem(s->arm_fd, &k, &a) == 0 && a.gen == sl->gen) {
+		switch (a.state) {
+		case PMS_WATCH_ARMED:
+			over = now - sl->armed_ns > SURV_MISS_NS;
+			break;
+		case PMS_WATCH_HIT:
+			over = now > a.hit_ns && now - a.hit_ns >= s->min_age_ns;
+			if (over) {
+				pthread_mutex_lock(&s->lock);
+				s->log[sl->gen % SURV_ARM_LOG].settled = true;
+				pthread_mutex_unlock(&s->lock);
+			}
+			break;
+		case PMS_WATCH_DIED:
+			pthread_mutex_lock(&s->lock);
+			s->log[sl->gen % SURV_ARM_LOG].died = true;
+			pthread_mutex_unlock(&s->lock);
+			over = true;
+			break;
+		default:
+			over = true;
+		}
+		if (!over)
+			return;
+	}
+	arm_slot(s, k);
+}
+
+static void *armer_main(void *arg)
+{
+	struct survivors *s = arg;
+	struct timespec next;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (;;) {
+		bool stop;
+
+		pthread_mutex_lock(&s->lock);
+		stop = s->stopping;
+		pthread_mutex_unlock(&s->lock);
+		if (stop)
+			break;
+		for (unsigned k = 0; k < s->nslots; k++)
+			tend_slot(s, k, monotonic_ns());
+		next.tv_nsec += (long)s->period_ns;
+		while (next.tv_nsec >= 1000000000L) {
+			next.tv_nsec -= 1000000000L;
+			next.tv_sec++;
+		}
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
+			;
+	}
+	return NULL;
+}
+
+int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, const struct surv_opts *o,
+	      struct survivors **out, struct pms_error *err)
+{
+	unsigned rate = o && o->arms_per_sec ? o->arms_per_sec : SURV_DEFAULT_ARMS_PER_SEC;
+	double age = o && o->min_age > 0 ? o->min_age : SURV_DEFAULT_MIN_AGE;
+	struct survivors *s;
+	int ret;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	s->proc = p;
+	s->arm_fd = arm_map_fd;
+	s->period_ns = 1000000000ull / rate;
+	s->min_age_ns = (uint64_t)(age * 1e9);
+	s->log = calloc(SURV_ARM_LOG, sizeof(*s->log));
+	s->pending = calloc(SURV_PENDING, sizeof(*s->pending));
+	s->stacks = calloc(SURV_MAX_STACKS, sizeof(*s->stacks));
+	s->stack_index = u64map_new(SURV_MAX_STACKS);
+	if (!s->log || !s->pending || !s->stacks || !s->stack_index) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	ret = pypools_find(p, minor, &s->pools, err);
+	if (ret)
+		goto fail;
+	s->attr.type = PERF_TYPE_BREAKPOINT;
+	s->attr.size = sizeof(s->attr);
+	s->attr.bp_type = HW_BREAKPOINT_W;
+	s->attr.bp_addr = SURV_IDLE_ADDR;
+	s->attr.bp_len = HW_BREAKPOINT_LEN_8;
+	s->attr.sample_period = 1;
+	s->attr.inherit = 1; /* threads the target creates later are watched too */
+	s->attr.exclude_kernel = 1;
+	s->attr.exclude_hv = 1;
+	ret = open_watches(s, prog_fd, err);
+	if (ret)
+		goto fail;
+	if (pthread_create(&s->armer, NULL, armer_main, s) != 0) {
+		ret = pms_error_set(err, EAGAIN, "cannot start the arming thread");
+		goto fail;
+	}
+	s->armer_started = true;
+	*out = s;
+	return 0;
+fail:
+	surv_close(s);
+	return ret;
+}
+
+static struct stack_acc *stack_acc(struct survivors *s, uint64_t stack_id, uint32_t tid,
+				   uint8_t flags)
+{
+	uint64_t key = stack_id ? stack_id : (flags & PMS_EVF_NO_TSTATE ? 1 : 2), idx;
+
+	if (u64map_get(s->stack_index, key, &idx))
+		return &s->stacks[idx];
+	if (s->nstacks == SURV_MAX_STACKS || u64map_put(s->stack_index, key, s->nstacks))
+		return NULL;
+	s->stacks[s->nstacks] =
+	    (struct stack_acc){.stack_id = stack_id, .tid = tid, .flags = flags};
+	return &s->stacks[s->nstacks++];
+}
+
+void surv_on_watch(struct survivors *s, const struct pms_event *ev)
+{
+	struct arm_rec rec;
+	struct followed *f;
+
+	pthread_mutex_lock(&s->lock);
+	rec = s->log[ev->addr2 % SURV_ARM_LOG];
+	pthread_mutex_unlock(&s->lock);
+	if (rec.gen != ev->addr2 || !rec.valid || ev->addr != rec.block + 8) {
+		s->counters[PMS_CNT_SURV_LOST]++;
+		return;
+	}
+	if (s->count == SURV_PENDING)
+		return; /* the checks fall behind: sample less rather than grow */
+	f = &s->pending[(s->head + s->count++) % SURV_PENDING];
+	*f = (struct followed){.gen = ev->addr2,
+			       .block = rec.block,
+			       .value = ev->len,
+			       .stack_id = ev->stack_id,
+			       .hit_ns = ev->ts_ns,
+			       .tid = ev->tid,
+			       .cls = (uint8_t)rec.cls,
+			       .flags = ev->flags & PMS_EVF_NO_TSTATE};
+	s->counters[PMS_CNT_SURV_FOLLOWED]++;
+}
+
+bool surv_hold_growth(struct survivors *s, const struct pms_event *ev)
+{
+	uint64_t pool = ev->addr & ~(pypools_pool_size(s->pools) - 1);
+	struct stack_acc *st;
+
+	if (ev->kind != PMS_EV_GROWTH || ev->bytes <= 0 || !ev->addr ||
+	    (ev->flags & PMS_EVF_NO_FAULT))
+		return false;
+	if (s->last_pool != pool) {
+		if (pypools_class_of(s->pools, ev->addr) < 0)
+			return false;
+		s->last_pool = pool;
+	}
+	st = stack_acc(s, ev->stack_id, ev->tid, ev->flags & PMS_EVF_NO_TSTATE);
+	if (!st)
+		return false; /* out of room: first touch charges it */
+	st->held += ev->bytes;
+	s->held_total += ev->bytes;
+	s->counters[PMS_CNT_SURV_HELD] += (uint64_t)ev->bytes;
+	return true;
+}
+
+/* The verdict on a followed allocation once its watch let go: 1 survived, 0 died, -EAGAIN not
+ * known yet. A survivor lived min_age under the watch without a write that only a death makes,
+ * and its block is still allocated now (a free alone does not write the watched word) with the
+ * same word (for objects that keep their type there). */
+static int verdict(struct survivors *s, const struct followed *f, uint64_t now_ns)
+{
+	struct arm_rec rec;
+	uint64_t word = 0;
+
+	pthread_mutex_lock(&s->lock);
+	rec = s->log[f->gen % SURV_ARM_LOG];
+	pthread_mutex_unlock(&s->lock);
+	if (rec.gen != f->gen || rec.died)
+		return 0;
+	if (!rec.settled)
+		return now_ns - f->hit_ns > 4 * s->min_age_ns + SURV_CHECK_SLACK_NS ? 0 : -EAGAIN;
+	if (pypools_allocated(s->pools, f->block, f->cls) != 1)
+		return 0;
+	if (!f->value)
+		return 1;
+	return proc_read_u64(s->proc, f->block + 8, &word) == 0 && word == f->value;
+}
+
+static void check_pending(struct survivors *s, uint64_t now_ns)
+{
+	while (s->count) {
+		struct followed *f = &s->pending[s->head];
+		struct stack_acc *st;
+		int v;
+
+		if (f->hit_ns + s->min_age_ns + SURV_CHECK_SLACK_NS > now_ns)
+			break;
+		v = verdict(s, f, now_ns);
+		if (v == -EAGAIN)
+			break;
+		if (v == 1 && (st = stack_acc(s, f->stack_id, f->tid, f->flags))) {
+			double bytes = (double)pypools_block_size(f->cls);
+
+			st->surviving += bytes;
+			s->surviving_total += bytes;
+			s->counters[PMS_CNT_SURV_SURVIVED]++;
+		} else {
+			s->counters[PMS_CNT_SURV_DIED]++;
+		}
+		s->head = (s->head + 1) % SURV_PENDING;
+		s->count--;
+	}
+}
+
+void surv_tick(struct survivors *s, uint64_t now_ns, surv_charge_fn fn, void *ctx)
+{
+	double total;
+
+	check_pending(s, now_ns);
+	if (!s->held_total || s->surviving_total <= 0)
+		return;
+	total = (double)s->held_total;
+	for (size_t i = 0; i < s->nstacks; i++) {
+		struct stack_acc *st = &s->stacks[i];
+		double share = total * st->surviving / s->surviving_total + st->carry;
+		int64_t bytes = (int64_t)floor(share);
+
+		st->carry = share - (double)bytes;
+		st->held = 0;
+		if (bytes > 0)
+			fn(ctx, st->stack_id, st->tid, st->flags, bytes);
+	}
+	s->held_total = 0;
+}
+
+void surv_flush(struct survivors *s, surv_charge_fn fn, void *ctx)
+{
+	if (!s->held_total)
+		return;
+	for (size_t i = 0; i < s->nstacks; i++) {
+		struct stack_acc *st = &s->stacks[i];
+
+		if (st->held > 0) {
+			fn(ctx, st->stack_id, st->tid, st->flags, st->held);
+			s->counters[PMS_CNT_SURV_FALLBACK] += (uint64_t)st->held;
+			st->held = 0;
+		}
+	}
+	s->held_total = 0;
+}
+
+void surv_stop(struct survivors *s)
+{
+	if (!s)
+		return;
+	if (s->armer_started) {
+		pthread_mutex_lock(&s->lock);
+		s->stopping = true;
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->armer, NULL);
+		s->armer_started = false;
+	}
+	for (unsigned k = 0; k < PMS_WATCH_SLOTS; k++) {
+		close_slot(&s->slots[k]);
+		if (k < s->nslots)
+			write_arm(s, k, 0, 0, PMS_WATCH_IDLE);
+	}
+}
+
+void surv_counters(const struct survivors *s, uint64_t counters[PMS_CNT_MAX])
+{
+	for (int i = PMS_CNT_SURV_ARMS; i <= PMS_CNT_SURV_UNWATCHED; i++)
+		counters[i] = s->counters[i];
+}
+
+void surv_describe(const struct survivors *s, char *buf, size_t len)
+{
+	snprintf(
+	    buf, len,
+	    "%u watchpoints on each of %llu threads (and the threads they start), up to %llu "
+	    "arms/s over pymalloc's %llu size classes (%llu KiB pools); a sampled object alive "
+	    "after %.1f s is a survivor",
+	    s->nslots, (unsigned long long)s->counters[PMS_CNT_SURV_THREADS],
+	    (unsigned long long)(1000000000ull / s->period_ns), (unsigned long long)PYPOOLS_CLASSES,
+	    (unsigned long long)(pypools_pool_size(s->pools) >> 10), (double)s->min_age_ns / 1e9);
+}
+
+void surv_close(struct survivors *s)
+{
+	if (!s)
+		return;
+	surv_stop(s);
+	for (unsigned k = 0; k < PMS_WATCH_SLOTS; k++)
+		free(s->slots[k].fds);
+	free(s->log);
+	pypools_free(s->pools);
+	free(s->pending);
+	free(s->stacks);
+	u64map_free(s->stack_index);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
