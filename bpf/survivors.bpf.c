@@ -18,12 +18,20 @@ char LICENSE[] SEC("license") = "GPL";
 /* Writes of 0 this soon after the allocation are its own set-up (a pre-header, the GC head). */
 #define SETUP_GRACE_NS 20000
 
+/* Mapped into the arming thread's memory: it reads and writes the slots without system calls. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, PMS_WATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct pms_watch_arm);
 } arm SEC(".maps");
+
+/* The arms whose object died, for the arming thread (which sleeps on it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096);
+} deaths SEC(".maps");
 
 static __always_inline bool is_type_object(__u64 v)
 {
@@ -91,7 +99,11 @@ int pms_watch_hit(struct bpf_perf_event_data *ctx)
 	if (a->state != PMS_WATCH_HIT)
 		return 0;
 	if (a->value ? true
-		     : (value == 0 && now - a->hit_ns > SETUP_GRACE_NS) || is_type_object(value))
-		__sync_bool_compare_and_swap(&a->state, PMS_WATCH_HIT, PMS_WATCH_DIED);
+		     : (value == 0 && now - a->hit_ns > SETUP_GRACE_NS) || is_type_object(value)) {
+		/* wake the arming thread to move the watch off a block that churn may now
+		 * rewrite thousands of times a second */
+		if (__sync_bool_compare_and_swap(&a->state, PMS_WATCH_HIT, PMS_WATCH_DIED))
+			bpf_ringbuf_output(&deaths, &a->gen, sizeof(a->gen), BPF_RB_FORCE_WAKEUP);
+	}
 	return 0;
 }

@@ -37,6 +37,10 @@ int proc_maps_parse_line(const char *line, struct proc_map *out);
  * -ESRCH (the process exited), -EPERM (no ptrace rights). Never prints. */
 int proc_read(struct proc *p, uint64_t addr, void *buf, size_t len);
 int proc_read_u64(struct proc *p, uint64_t addr, uint64_t *out);
+/* Reads n ranges of len bytes (addrs[i]) into out, one after the other, in one system call.
+ * Returns how many ranges were read whole from the first (the rest failed), or a negative errno. */
+#define PROC_READ_MANY_MAX 64
+int proc_read_many(struct proc *p, const uint64_t *addrs, size_t n, size_t len, void *out);
 int proc_read_i32(struct proc *p, uint64_t addr, int32_t *out);
 
 /* Turns a failed read into the one message users see (target exited, privilege needed...). */

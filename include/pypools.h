@@ -15,8 +15,8 @@
 
 struct pypools;
 
-/* Finds the pools of process p (CPython minor version `minor`). -ENOENT with a message when no
- * pymalloc pool is found (PYTHONMALLOC=malloc, a free-threaded build, or not started yet). */
+/* Finds the pools of process p (CPython minor version `minor`). -PMS_EUNSUPPORTED with a message
+ * when no pymalloc pool is found (PYTHONMALLOC=malloc, a free-threaded build). */
 int pypools_find(struct proc *p, int minor, struct pypools **out, struct pms_error *err);
 void pypools_free(struct pypools *pp);
 
@@ -30,9 +30,14 @@ static inline uint64_t pypools_block_size(unsigned cls)
 	return ((uint64_t)cls + 1) * 16;
 }
 
-/* The block the next allocation of class cls will take: 0, -EAGAIN when no pool of that class
- * has a free block, -EFAULT (or another read error) when the target's data do not hold up. */
-int pypools_next_block(struct pypools *pp, unsigned cls, uint64_t *block);
+/* The block the next allocation of class cls will take (depth 0), or the one after it (1...):
+ * 0, -EAGAIN when the class's current pool has no such free block, -EFAULT (or another read
+ * error) when the target's data do not hold up. */
+int pypools_next_block(struct pypools *pp, unsigned cls, unsigned depth, uint64_t *block);
+
+/* pypools_next_block at depth 0 for every class at once (two system calls): blocks[c] is 0 for a
+ * class without one. 0 or a negative errno. */
+int pypools_next_blocks(struct pypools *pp, uint64_t blocks[PYPOOLS_CLASSES]);
 
 /* The class of the pool holding addr, or -1 when addr is not in a pymalloc pool (as far as its
  * header tells). */

@@ -17,7 +17,7 @@
 #include "proc.h"
 #include "pymemspy.h"
 
-#define SURV_DEFAULT_ARMS_PER_SEC 1000
+#define SURV_DEFAULT_ARMS_PER_SEC 100
 #define SURV_DEFAULT_MIN_AGE	  1.0
 
 struct survivors;
@@ -32,10 +32,11 @@ typedef void (*surv_charge_fn)(void *ctx, uint64_t stack_id, uint32_t tid, uint8
 			       int64_t bytes);
 
 /* Finds the pools, opens a write breakpoint on every thread of p with prog_fd attached, and
- * starts arming through arm_map_fd (struct pms_watch_arm). Errors with a message: -ENOENT no
- * pymalloc, -EPERM (CAP_PERFMON), -ENOSPC every thread's debug registers are taken. */
-int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, const struct surv_opts *o,
-	      struct survivors **out, struct pms_error *err);
+ * starts arming through arm_map_fd (struct pms_watch_arm); deaths_fd is the ring buffer where the
+ * kernel says which watched object died. Errors with a message: -PMS_EUNSUPPORTED
+ * no pymalloc (exit 5), -EPERM (CAP_PERFMON), -ENOSPC every thread's debug registers taken. */
+int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, int deaths_fd,
+	      const struct surv_opts *o, struct survivors **out, struct pms_error *err);
 
 /* A PMS_EV_WATCH event: follows the sampled allocation when its arm was good. */
 void surv_on_watch(struct survivors *s, const struct pms_event *ev);

@@ -256,6 +256,30 @@ int proc_read(struct proc *p, uint64_t addr, void *buf, size_t len)
 	return -errno;
 }
 
+int proc_read_many(struct proc *p, const uint64_t *addrs, size_t n, size_t len, void *out)
+{
+	struct iovec local[PROC_READ_MANY_MAX], remote[PROC_READ_MANY_MAX];
+	size_t done = 0;
+	ssize_t got;
+
+	if (n > PROC_READ_MANY_MAX)
+		return -EINVAL;
+	if (p->use_mem_file || n == 0) {
+		for (done = 0; done < n; done++)
+			if (proc_read(p, addrs[done], (char *)out + done * len, len) != 0)
+				break;
+		return (int)done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		local[i] = (struct iovec){.iov_base = (char *)out + i * len, .iov_len = len};
+		remote[i] = (struct iovec){.iov_base = (void *)(uintptr_t)addrs[i], .iov_len = len};
+	}
+	got = process_vm_readv(p->pid, local, n, remote, n, 0);
+	if (got < 0)
+		return -errno;
+	return (int)((size_t)got / len); /* it stops at the first range it cannot read */
+}
+
 int proc_read_u64(struct proc *p, uint64_t addr, uint64_t *out)
 {
 	return proc_read(p, addr, out, sizeof(*out));

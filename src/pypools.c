@@ -184,7 +184,7 @@ int pypools_find(struct proc *p, int minor, struct pypools **out, struct pms_err
 	if (!pp->usedpools) {
 		free(pp);
 		return pms_error_set(
-		    err, ENOENT,
+		    err, PMS_EUNSUPPORTED,
 		    "found no pymalloc pool in process %d: --events survivors needs "
 		    "CPython's small-object allocator (not PYTHONMALLOC=malloc, not "
 		    "a free-threaded build)",
@@ -217,7 +217,7 @@ uint64_t pypools_usedpools(const struct pypools *pp)
 	return pp->usedpools;
 }
 
-int pypools_next_block(struct pypools *pp, unsigned cls, uint64_t *block)
+int pypools_next_block(struct pypools *pp, unsigned cls, unsigned depth, uint64_t *block)
 {
 	uint64_t head = pp->usedpools + USED_STRIDE * cls - USED_STRIDE, pool, fb;
 	uint8_t hdr[HDR_SIZE];
@@ -234,9 +234,56 @@ int pypools_next_block(struct pypools *pp, unsigned cls, uint64_t *block)
 	if (!read_header(pp, pool, hdr, &c) || c != cls)
 		return -EFAULT;
 	fb = get_u64(hdr, HDR_FREEBLOCK);
-	if (!fb)
+	for (unsigned d = 0; fb && d < depth; d++) {
+		uint64_t next;
+
+		if (fb < pool + HDR_SIZE || fb >= pool + pp->pool_size)
+			return -EFAULT;
+		ret = proc_read_u64(pp->proc, fb, &next);
+		if (ret)
+			return ret;
+		/* the end of the list: the pool carves its next never-used block then */
+		if (!next && get_u32(hdr, HDR_NEXTOFFSET) <= get_u32(hdr, HDR_MAXNEXTOFFSET) &&
+		    pool + get_u32(hdr, HDR_NEXTOFFSET) != fb)
+			next = pool + get_u32(hdr, HDR_NEXTOFFSET);
+		fb = next;
+	}
+	if (!fb || fb < pool + HDR_SIZE || fb >= pool + pp->pool_size)
 		return -EAGAIN;
 	*block = fb;
+	return 0;
+}
+
+int pypools_next_blocks(struct pypools *pp, uint64_t blocks[PYPOOLS_CLASSES])
+{
+	uint64_t links[2 * PYPOOLS_CLASSES], pools[PYPOOLS_CLASSES];
+	uint8_t hdrs[PYPOOLS_CLASSES][HDR_SIZE];
+	unsigned cls[PYPOOLS_CLASSES], n = 0;
+	int ret, got;
+
+	memset(blocks, 0, PYPOOLS_CLASSES * sizeof(*blocks));
+	ret = proc_read(pp->proc, pp->usedpools, links, sizeof(links));
+	if (ret)
+		return ret;
+	for (unsigned c = 0; c < PYPOOLS_CLASSES; c++) {
+		uint64_t pool = links[2 * c];
+
+		if (pool == pp->usedpools + USED_STRIDE * c - USED_STRIDE || pool % pp->pool_size)
+			continue; /* empty, or not a pool: the list changed under us */
+		pools[n] = pool;
+		cls[n++] = c;
+	}
+	got = proc_read_many(pp->proc, pools, n, HDR_SIZE, hdrs);
+	if (got < 0)
+		return got;
+	for (int i = 0; i < got; i++) {
+		unsigned c;
+		uint64_t fb = get_u64(hdrs[i], HDR_FREEBLOCK);
+
+		if (pypools_header_valid(hdrs[i], pp->pool_size, &c) && c == cls[i] &&
+		    fb >= pools[i] + HDR_SIZE && fb < pools[i] + pp->pool_size)
+			blocks[c] = fb;
+	}
 	return 0;
 }
 

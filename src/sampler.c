@@ -207,7 +207,8 @@ static int open_survivors(struct sampler *s, struct pytarget *t, const struct sa
 		return load_failed(ret, err);
 	return surv_open(pytarget_proc(t), pytarget_version(t)->minor,
 			 bpf_program__fd(s->watch->progs.pms_watch_hit),
-			 bpf_map__fd(s->watch->maps.arm), NULL, &s->surv, err);
+			 bpf_map__fd(s->watch->maps.arm), bpf_map__fd(s->watch->maps.deaths), NULL,
+			 &s->surv, err);
 }
 
 static bool is_free(enum alloc_fn fn)

@@ -1,6 +1,7 @@
 #include "survivors.h"
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <errno.h>
 #include <linux/hw_breakpoint.h>
 #include <linux/perf_event.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #define SURV_PENDING	    16384	 /* sampled allocations waiting for their check */
 #define SURV_MAX_STACKS	    4096	 /* stacks with survivors, and stacks holding growth */
 #define SURV_MISS_NS	    2000000ull	 /* an armed class that allocates nothing this long: next */
+#define SURV_TICK_MS 5 /* how often the armer looks at its slots */
 #define SURV_CHECK_SLACK_NS 250000000ull /* after the watch let go, before the final check */
 /* Where a watch points while nothing is armed: below mmap_min_addr, never written. */
 #define SURV_IDLE_ADDR 0x8ULL
@@ -55,19 +58,24 @@ struct stack_acc {
 struct slot {
 	int *fds;
 	size_t nfds;
-	uint64_t gen, block, armed_ns;
+	uint64_t gen, block, armed_ns; /* gen 0: no arm in progress */
+	bool watching;		       /* the watches are on a block (not the idle address) */
 };
 
 struct survivors {
 	struct proc *proc;
 	struct pypools *pools;
-	int arm_fd;
+	struct pms_watch_arm *arms; /* the mapped arm array */
+	size_t arms_bytes;
 	struct slot slots[PMS_WATCH_SLOTS];
 	unsigned nslots;
 	struct perf_event_attr attr;
-	uint64_t period_ns;
+	double arms_per_ns, tokens;
+	uint64_t tokens_ns;
 	uint64_t min_age_ns;
 	unsigned next_cls;
+	uint64_t last_head[PYPOOLS_CLASSES]; /* each class's next block when last looked at */
+	struct ring_buffer *deaths;	     /* the kernel says which watched objects died */
 
 	pthread_t armer;
 	bool armer_started;
@@ -161,6 +169,8 @@ static int open_watches(struct survivors *s, int prog_fd, struct pms_error *err)
 			break;
 		}
 		s->nslots = k + 1;
+		if (getenv("PMS_SURV_SLOTS") && s->nslots >= (unsigned)atoi(getenv("PMS_SURV_SLOTS")))
+			break;
 	}
 	free(tids);
 	s->counters[PMS_CNT_SURV_THREADS] = s->slots[0].nfds;
@@ -197,11 +207,22 @@ static void point_slot(struct survivors *s, struct slot *sl, uint64_t addr)
 	}
 }
 
+/* Writes slot k of the mapped arm array. The program matches a trap by addr first: an arm
+ * publishes its state before its address, and a retirement clears the address first. */
 static void write_arm(struct survivors *s, unsigned k, uint64_t addr, uint64_t gen, uint64_t state)
 {
-	struct pms_watch_arm a = {.addr = addr, .gen = gen, .state = state};
+	struct pms_watch_arm *a = &s->arms[k];
 
-	bpf_map_update_elem(s->arm_fd, &k, &a, BPF_ANY);
+	if (!addr) {
+		__atomic_store_n(&a->addr, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&a->state, state, __ATOMIC_RELEASE);
+		return;
+	}
+	__atomic_store_n(&a->gen, gen, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->value, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->hit_ns, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&a->state, state, __ATOMIC_RELEASE);
+	__atomic_store_n(&a->addr, addr, __ATOMIC_RELEASE);
 }
 
 static bool block_watched(const struct survivors *s, uint64_t block)
@@ -212,26 +233,55 @@ static bool block_watched(const struct survivors *s, uint64_t block)
 	return false;
 }
 
-/* Arms slot k on the next block of a class (classes in turn, skipping those without a free
- * block). The block may be taken while the watches move: then its first write may have gone
- * unseen, and a later one would be an object's, not an allocation's, so the arm is dropped. */
-static void arm_slot(struct survivors *s, unsigned k)
+/* Puts slot k's watches on the idle address: its block is taken, and churn may rewrite it
+ * thousands of times a second. */
+static void retire_slot(struct survivors *s, unsigned k)
 {
 	struct slot *sl = &s->slots[k];
-	uint64_t block = 0, again, gen;
+
+	write_arm(s, k, 0, 0, PMS_WATCH_IDLE);
+	if (sl->watching)
+		point_slot(s, sl, SURV_IDLE_ADDR);
+	sl->watching = false;
+	sl->gen = 0;
+	sl->block = 0;
+}
+
+/* Arms slot k on a free block of a class: classes in turn, skipping those whose next block has
+ * not changed since we last looked (they allocate nothing now: a watch there would cost a move
+ * for no sample). The block is the one after the next, so that it stays free while the watches
+ * move (tens of microseconds); if it is taken meanwhile anyway, its first write may have gone
+ * unseen, and a later one would be an object's, not an allocation's: the arm is dropped.
+ * Returns true when the slot watches a block. */
+static bool arm_slot(struct survivors *s, unsigned k)
+{
+	struct slot *sl = &s->slots[k];
+	uint64_t head = 0, block = 0, gen;
 	struct arm_rec *rec;
 	unsigned cls = 0;
 	bool found = false;
 
+	uint64_t heads[PYPOOLS_CLASSES];
+
+	if (pypools_next_blocks(s->pools, heads) != 0) {
+		retire_slot(s, k);
+		return false;
+	}
 	for (unsigned i = 0; i < PYPOOLS_CLASSES && !found; i++) {
 		cls = (s->next_cls + i) % PYPOOLS_CLASSES;
-		found = pypools_next_block(s->pools, cls, &block) == 0 && !block_watched(s, block);
+		head = heads[cls];
+		found = head && head != s->last_head[cls];
+		/* the block after the head, when the free list has one in the same pool */
+		if (found && (proc_read_u64(s->proc, head, &block) != 0 ||
+			      (block & ~(pypools_pool_size(s->pools) - 1)) !=
+				  (head & ~(pypools_pool_size(s->pools) - 1))))
+			block = head;
+		found = found && !block_watched(s, block);
 	}
+	memcpy(s->last_head, heads, sizeof(heads));
 	if (!found) {
-		write_arm(s, k, 0, 0, PMS_WATCH_IDLE);
-		sl->gen = 0;
-		sl->block = 0;
-		return;
+		retire_slot(s, k);
+		return false;
 	}
 	s->next_cls = cls + 1;
 	pthread_mutex_lock(&s->lock);
@@ -242,66 +292,98 @@ static void arm_slot(struct survivors *s, unsigned k)
 	/* the word first, then the watches: a trap always finds its arm */
 	write_arm(s, k, block + 8, gen, PMS_WATCH_ARMED);
 	point_slot(s, sl, block + 8);
+	sl->watching = true;
 	sl->gen = gen;
 	sl->block = block;
 	sl->armed_ns = monotonic_ns();
-	if (pypools_next_block(s->pools, cls, &again) != 0 ||
-	    (again != block && pypools_allocated(s->pools, block, cls) != 0)) {
-		write_arm(s, k, 0, 0, PMS_WATCH_IDLE);
+	if (pypools_allocated(s->pools, block, cls) != 0) {
 		pthread_mutex_lock(&s->lock);
 		rec->valid = false;
 		s->counters[PMS_CNT_SURV_LOST]++;
 		pthread_mutex_unlock(&s->lock);
-		sl->gen = 0;
-		sl->block = 0;
-		return;
+		retire_slot(s, k);
+		return false;
 	}
 	pthread_mutex_lock(&s->lock);
 	s->counters[PMS_CNT_SURV_ARMS]++;
 	pthread_mutex_unlock(&s->lock);
+	return true;
 }
 
-/* One look at slot k: re-arms it when its arm is over (missed, dead, or alive long enough). */
+/* Arms are rationed (arms_per_sec, a burst of one per slot): every arm moves watchpoints, and
+ * moving one on a running thread interrupts it. */
+static bool take_token(struct survivors *s, uint64_t now)
+{
+	s->tokens += (double)(now - s->tokens_ns) * s->arms_per_ns;
+	s->tokens_ns = now;
+	if (s->tokens > s->nslots)
+		s->tokens = s->nslots;
+	if (s->tokens < 1)
+		return false;
+	s->tokens -= 1;
+	return true;
+}
+
+/* One look at slot k: a new arm when its arm is over (the class allocated nothing for a while,
+ * or the sampled object lived min_age), or when it is idle and the ration allows. */
 static void tend_slot(struct survivors *s, unsigned k, uint64_t now)
 {
 	struct slot *sl = &s->slots[k];
 	struct pms_watch_arm a = {0};
-	bool over;
 
-	if (sl->gen && bpf_map_lookup_elem(s->arm_fd, &k, &a) == 0 && a.gen == sl->gen) {
-		switch (a.state) {
-		case PMS_WATCH_ARMED:
-			over = now - sl->armed_ns > SURV_MISS_NS;
-			break;
-		case PMS_WATCH_HIT:
-			over = now > a.hit_ns && now - a.hit_ns >= s->min_age_ns;
-			if (over) {
-				pthread_mutex_lock(&s->lock);
-				s->log[sl->gen % SURV_ARM_LOG].settled = true;
-				pthread_mutex_unlock(&s->lock);
-			}
-			break;
-		case PMS_WATCH_DIED:
-			pthread_mutex_lock(&s->lock);
-			s->log[sl->gen % SURV_ARM_LOG].died = true;
-			pthread_mutex_unlock(&s->lock);
-			over = true;
-			break;
-		default:
-			over = true;
-		}
-		if (!over)
+	if (sl->gen) {
+		a.gen = __atomic_load_n(&s->arms[k].gen, __ATOMIC_ACQUIRE);
+		a.state = __atomic_load_n(&s->arms[k].state, __ATOMIC_ACQUIRE);
+		a.hit_ns = __atomic_load_n(&s->arms[k].hit_ns, __ATOMIC_ACQUIRE);
+		if (a.gen != sl->gen)
 			return;
+		if (a.state == PMS_WATCH_ARMED && now - sl->armed_ns <= SURV_MISS_NS)
+			return;
+		if (a.state == PMS_WATCH_DIED)
+			return; /* the ring buffer's wake-up handles it */
+		if (a.state == PMS_WATCH_HIT) {
+			if (now < a.hit_ns || now - a.hit_ns < s->min_age_ns)
+				return;
+			pthread_mutex_lock(&s->lock);
+			s->log[sl->gen % SURV_ARM_LOG].settled = true;
+			pthread_mutex_unlock(&s->lock);
+		}
+		/* over; its traps are ignored from now (a live object or a free block: few) */
+		write_arm(s, k, 0, 0, PMS_WATCH_IDLE);
+		sl->gen = 0;
 	}
-	arm_slot(s, k);
+	if (take_token(s, now))
+		arm_slot(s, k);
+}
+
+/* The kernel says an arm's object died: that slot moves on at once, to a new block when the
+ * ration allows (one move), else to the idle address. */
+static int on_death(void *ctx, void *data, size_t size)
+{
+	struct survivors *s = ctx;
+	uint64_t gen;
+
+	if (size < sizeof(gen))
+		return 0;
+	memcpy(&gen, data, sizeof(gen));
+	for (unsigned k = 0; k < s->nslots; k++) {
+		if (!gen || s->slots[k].gen != gen)
+			continue;
+		pthread_mutex_lock(&s->lock);
+		s->log[gen % SURV_ARM_LOG].died = true;
+		pthread_mutex_unlock(&s->lock);
+		s->slots[k].gen = 0;
+		if (!take_token(s, monotonic_ns()) || !arm_slot(s, k))
+			retire_slot(s, k);
+	}
+	return 0;
 }
 
 static void *armer_main(void *arg)
 {
 	struct survivors *s = arg;
-	struct timespec next;
 
-	clock_gettime(CLOCK_MONOTONIC, &next);
+	s->tokens_ns = monotonic_ns();
 	for (;;) {
 		bool stop;
 
@@ -312,19 +394,13 @@ static void *armer_main(void *arg)
 			break;
 		for (unsigned k = 0; k < s->nslots; k++)
 			tend_slot(s, k, monotonic_ns());
-		next.tv_nsec += (long)s->period_ns;
-		while (next.tv_nsec >= 1000000000L) {
-			next.tv_nsec -= 1000000000L;
-			next.tv_sec++;
-		}
-		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
-			;
+		ring_buffer__poll(s->deaths, SURV_TICK_MS);
 	}
 	return NULL;
 }
 
-int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, const struct surv_opts *o,
-	      struct survivors **out, struct pms_error *err)
+int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, int deaths_fd,
+	      const struct surv_opts *o, struct survivors **out, struct pms_error *err)
 {
 	unsigned rate = o && o->arms_per_sec ? o->arms_per_sec : SURV_DEFAULT_ARMS_PER_SEC;
 	double age = o && o->min_age > 0 ? o->min_age : SURV_DEFAULT_MIN_AGE;
@@ -337,8 +413,16 @@ int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, const stru
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
 	s->proc = p;
-	s->arm_fd = arm_map_fd;
-	s->period_ns = 1000000000ull / rate;
+	s->arms_bytes = (PMS_WATCH_SLOTS * sizeof(*s->arms) + 4095) & ~(size_t)4095;
+	s->arms = mmap(NULL, s->arms_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, arm_map_fd, 0);
+	if (s->arms == MAP_FAILED) {
+		s->arms = NULL;
+		ret = pms_error_set(err, errno, "cannot map the watch slots: %s", strerror(errno));
+		goto fail;
+	}
+	if (getenv("PMS_SURV_RATE"))
+		rate = (unsigned)atoi(getenv("PMS_SURV_RATE"));
+	s->arms_per_ns = rate / 1e9;
 	s->min_age_ns = (uint64_t)(age * 1e9);
 	s->log = calloc(SURV_ARM_LOG, sizeof(*s->log));
 	s->pending = calloc(SURV_PENDING, sizeof(*s->pending));
@@ -360,6 +444,12 @@ int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, const stru
 	s->attr.inherit = 1; /* threads the target creates later are watched too */
 	s->attr.exclude_kernel = 1;
 	s->attr.exclude_hv = 1;
+	s->deaths = ring_buffer__new(deaths_fd, on_death, s, NULL);
+	if (!s->deaths) {
+		ret = pms_error_set(err, errno ? errno : ENOMEM, "cannot map a ring buffer: %s",
+				    strerror(errno));
+		goto fail;
+	}
 	ret = open_watches(s, prog_fd, err);
 	if (ret)
 		goto fail;
@@ -536,7 +626,7 @@ void surv_stop(struct survivors *s)
 	}
 	for (unsigned k = 0; k < PMS_WATCH_SLOTS; k++) {
 		close_slot(&s->slots[k]);
-		if (k < s->nslots)
+		if (k < s->nslots && s->arms)
 			write_arm(s, k, 0, 0, PMS_WATCH_IDLE);
 	}
 }
@@ -555,7 +645,7 @@ void surv_describe(const struct survivors *s, char *buf, size_t len)
 	    "arms/s over pymalloc's %llu size classes (%llu KiB pools); a sampled object alive "
 	    "after %.1f s is a survivor",
 	    s->nslots, (unsigned long long)s->counters[PMS_CNT_SURV_THREADS],
-	    (unsigned long long)(1000000000ull / s->period_ns), (unsigned long long)PYPOOLS_CLASSES,
+	    (unsigned long long)(s->arms_per_ns * 1e9 + 0.5), (unsigned long long)PYPOOLS_CLASSES,
 	    (unsigned long long)(pypools_pool_size(s->pools) >> 10), (double)s->min_age_ns / 1e9);
 }
 
@@ -566,6 +656,9 @@ void surv_close(struct survivors *s)
 	surv_stop(s);
 	for (unsigned k = 0; k < PMS_WATCH_SLOTS; k++)
 		free(s->slots[k].fds);
+	ring_buffer__free(s->deaths);
+	if (s->arms)
+		munmap(s->arms, s->arms_bytes);
 	free(s->log);
 	pypools_free(s->pools);
 	free(s->pending);

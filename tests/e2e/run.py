@@ -1411,6 +1411,58 @@ def case_record_leak(ctx, python, script, mode=None, duration=RECORD_DURATION, e
     return notes
 
 
+SURVIVORS_SHARE = 0.90  # the attribution issue's goal: growth charged to the leaking function
+
+
+def case_record_survivors(ctx, python, mode=None, duration=6.0):
+    """--events survivors on leak_small.py: a small-object leak sharing pymalloc's pools with small-object
+    churn (first touch blames the churn there). The leaking function must be the top site (line and
+    stack), within 25% of the target's RSS growth, with at least 90% of all the bytes charged, from
+    sampled objects that survived (counters.survivors > 0); the target is left untraced."""
+    args = ["90"] + ([mode] if mode else [])
+    p, truth = start_growth_target(ctx, python, "leak_small.py", *args)
+    r = ctx.run_bin(record_args(truth["pid"], duration, extra=["--events", "survivors"]),
+                    timeout=duration + 30)
+    doc = parse_report(r, truth["pid"], truth)
+    if doc.get("events") != "survivors" and (doc.get("sampling") or {}).get("events") != "survivors":
+        raise Fail("the report does not say it used survivors: events=%r\n    %s" % (doc.get("events"), r.describe()))
+    notes = check_growth(ctx, r, doc, truth)
+    c = doc.get("counters") or {}
+    if not c.get("survivors"):
+        raise Fail("no survivor in %.0fs (counters %s)\n    %s" % (duration, c, r.describe()))
+    total = sum(max(0, x["bytes"]) for x in doc["sites"])
+    mine = sum(x["bytes"] for x in doc["sites"] if is_leak_site(x, truth["leak"]) and x["bytes"] > 0)
+    share = mine / float(total) if total else 0.0
+    if share < SURVIVORS_SHARE:
+        raise Fail("%s got %.1f%% of the %s charged, want >= %d%%: %s\n    counters %s"
+                   % (truth["leak"]["function"], 100 * share, mb(total), 100 * SURVIVORS_SHARE,
+                      sites_summary(doc), c))
+    if p.poll() is not None:
+        raise Fail("the target died during the recording (rc %s)\n    %s" % (p.returncode, ctx.proc_output(p)))
+    problems = target_state_problems(p.pid, "the recording")
+    if problems:
+        raise Fail("; ".join(problems))
+    return "%.1f%% to %s from %d survivors of %d samples; %s" % (
+        100 * share, truth["leak"]["function"], c["survivors"], c.get("survivor_followed", 0), notes)
+
+
+def case_record_survivors_no_pymalloc(ctx, python):
+    """A target running with PYTHONMALLOC=malloc has no pools: exit 5, naming pymalloc."""
+    truth_path = os.path.join(ctx.dir, "truth.json")
+    timeline = os.path.join(ctx.dir, "timeline")
+    p = ctx.spawn([python, "-B", os.path.join(TARGETS, "leak_small.py"), truth_path, timeline, "60"],
+                  env_extra={"PYTHONMALLOC": "malloc"})
+    wait_file(ctx, truth_path, p, "truth file")
+    r = ctx.run_bin(["record", "--pid", str(p.pid), "--duration", "2", "--events", "survivors"], timeout=30)
+    err = r.err.decode("utf-8", "replace")
+    if r.rc != EXIT_UNSUPPORTED or "pymalloc" not in err:
+        raise Fail("want exit %d naming pymalloc: %s" % (EXIT_UNSUPPORTED, r.describe(True)))
+    problems = target_state_problems(p.pid, "the refusal")
+    if problems:
+        raise Fail("; ".join(problems))
+    return "exit 5: %s" % short(r.err)
+
+
 def text_top_row(text, leak_function):
     """Problems of a plain-text report: its sections, in order, and the first row of the sites table."""
     lines = text.splitlines()
@@ -3147,6 +3199,13 @@ def record_cases():
         cases.append(Case("record/budget-depth/" + iid, case_record_leak,
                           (interp(iid), "leak_large.py", None, 4.0, ["--budget", "100", "--max-depth", "2"], 2),
                           needs=interp(iid), cost=8))
+    for iid, path in INTERPRETERS:  # --events survivors: a small-object leak under small-object churn
+        cases.append(Case("record/survivors/" + iid, case_record_survivors, (path,), needs=path, cost=9))
+    for iid in ("3.8.18", "3.12.1", "deb-3.11"):  # leaks in a thread while two others churn
+        cases.append(Case("record/survivors/threads/" + iid, case_record_survivors, (interp(iid), "thread"),
+                          needs=interp(iid), cost=9))
+    cases.append(Case("record/survivors/no-pymalloc/3.12.1", case_record_survivors_no_pymalloc,
+                      (interp("3.12.1"),), needs=interp("3.12.1"), cost=4))
     for iid in ("3.10.13", "deb-3.11d"):
         cases.append(Case("record/text/" + iid, case_record_text, (interp(iid),), needs=interp(iid), cost=6))
     for iid in ("3.13.0",):
