@@ -39,10 +39,10 @@ struct pms_py_offsets {
 };
 
 struct pms_config {
-	__u32 tgid;	      /* the target process */
-	__u32 max_depth;      /* <= PMS_MAX_DEPTH */
-	__u32 budget_per_sec; /* stack walks per second before sampling starts; 0: no limit */
-	__u32 pad;
+	__u32 tgid;	       /* the target process */
+	__u32 max_depth;       /* <= PMS_MAX_DEPTH */
+	__u32 budget_per_sec;  /* stack walks per second before sampling starts; 0: no limit */
+	__u32 debug_allocator; /* survivors: pymalloc wrapped by the debug hooks (a debug build) */
 	__u64 rate;	 /* allocator sources: mean bytes between two samples (PMS_RATE_MIN..MAX) */
 	__u64 type_type; /* survivors: address of PyType_Type (what a type object's type is) */
 	struct pms_py_offsets py;

@@ -7,7 +7,9 @@
  *   - an object that is not tracked by the GC has its type there: any later write is a new
  *     allocation of the block;
  *   - a GC-tracked object has the GC's prev link there, rewritten by collections; its
- *     deallocation untracks it (writes 0), and a new allocation writes 0 or a type.
+ *     deallocation untracks it (writes 0), and a new allocation writes 0 or a type;
+ *   - under the debug hooks (debug builds) the word is their header (the API byte and guard
+ *     bytes), which their free overwrites with 0xdd bytes.
  *
  * The ring buffer, counters, thread-state cache and stack cache are the growth programs' own
  * (user space hands their fds over before loading): one stream of events. */
@@ -98,8 +100,12 @@ int pms_watch_hit(struct bpf_perf_event_data *ctx)
 	}
 	if (a->state != PMS_WATCH_HIT)
 		return 0;
-	if (a->value ? true
-		     : (value == 0 && now - a->hit_ns > SETUP_GRACE_NS) || is_type_object(value)) {
+	/* the debug hooks rewrite their header (byte by byte, and around a realloc); their free
+	 * fills the block with 0xdd bytes */
+	if (cfg.debug_allocator ? value != 0xddddddddddddddddULL
+				: value == 0 && now - a->hit_ns <= SETUP_GRACE_NS)
+		return 0; /* the allocation's own set-up (zeroing a pre-header or GC header) */
+	if (cfg.debug_allocator || a->value || value == 0 || is_type_object(value)) {
 		/* wake the arming thread to move the watch off a block that churn may now
 		 * rewrite thousands of times a second */
 		if (__sync_bool_compare_and_swap(&a->state, PMS_WATCH_HIT, PMS_WATCH_DIED))

@@ -25,11 +25,20 @@ struct survivors;
 struct surv_opts {
 	unsigned arms_per_sec; /* 0: SURV_DEFAULT_ARMS_PER_SEC */
 	double min_age;	       /* seconds; 0: SURV_DEFAULT_MIN_AGE */
+	bool debug_allocator;  /* the debug hooks wrap pymalloc: the watched word is theirs */
 };
 
-/* Bytes to charge to a stack (stack_id as the kernel hashed it; flags: PMS_EVF_NO_TSTATE). */
-typedef void (*surv_charge_fn)(void *ctx, uint64_t stack_id, uint32_t tid, uint8_t flags,
-			       int64_t bytes);
+/* Growth to charge: a page (addr, bytes, member as the growth event had them) and the stack it
+ * goes to (stack_id as the kernel hashed it, its thread, flags PMS_EVF_*): a survivor's, or the
+ * first toucher's when none could take it. */
+struct surv_charge {
+	uint64_t addr, stack_id, ts_ns;
+	int64_t bytes;
+	uint32_t tid;
+	uint8_t flags, member;
+	bool survivor;
+};
+typedef void (*surv_charge_fn)(void *ctx, const struct surv_charge *c);
 
 /* Finds the pools, opens a write breakpoint on every thread of p with prog_fd attached, and
  * starts arming through arm_map_fd (struct pms_watch_arm); deaths_fd is the ring buffer where the
@@ -45,8 +54,13 @@ void surv_on_watch(struct survivors *s, const struct pms_event *ev);
  * (the caller must not charge them). */
 bool surv_hold_growth(struct survivors *s, const struct pms_event *ev);
 
-/* Checks the followed allocations old enough at now_ns (CLOCK_MONOTONIC), then splits the held
- * growth among the survivors' stacks in proportion to their surviving bytes. */
+/* The target released [addr, addr+len) (or moved it to `to`): held growth there is dropped
+ * (or moves along). */
+void surv_release(struct survivors *s, uint64_t addr, uint64_t len);
+void surv_move(struct survivors *s, uint64_t from, uint64_t to, uint64_t len);
+
+/* Checks the followed allocations old enough at now_ns (CLOCK_MONOTONIC), then gives each held
+ * page to a survivor's stack drawn in proportion to their surviving bytes. */
 void surv_tick(struct survivors *s, uint64_t now_ns, surv_charge_fn fn, void *ctx);
 
 /* At the end: held growth no survivor could take goes to the stacks that touched it. */

@@ -125,6 +125,31 @@ static size_t judged_candidates(struct profile *p, const struct report_meta *m,
 	return frees_unseen(m) ? 0 : find_candidates(p, m->duration, out, max);
 }
 
+static void print_survivors_summary(FILE *out, const struct report_meta *m)
+{
+	char held[32], fallback[32];
+
+	report_format_bytes((double)m->counters[PMS_CNT_SURV_HELD], held, sizeof(held));
+	report_format_bytes((double)m->counters[PMS_CNT_SURV_FALLBACK], fallback, sizeof(fallback));
+	fprintf(out,
+		"Survivors: %llu sampled small objects followed (%llu watch arms, %llu thrown "
+		"away), %llu survived 1 s, %llu died; %s of growth in pymalloc's pools split among "
+		"the survivors' stacks, %s of it charged by first touch (no survivor yet); "
+		"watchpoints on %llu threads (%llu could not be watched), %llu traps\n",
+		(unsigned long long)m->counters[PMS_CNT_SURV_FOLLOWED],
+		(unsigned long long)m->counters[PMS_CNT_SURV_ARMS],
+		(unsigned long long)m->counters[PMS_CNT_SURV_LOST],
+		(unsigned long long)m->counters[PMS_CNT_SURV_SURVIVED],
+		(unsigned long long)m->counters[PMS_CNT_SURV_DIED], held, fallback,
+		(unsigned long long)m->counters[PMS_CNT_SURV_THREADS],
+		(unsigned long long)m->counters[PMS_CNT_SURV_UNWATCHED],
+		(unsigned long long)m->counters[PMS_CNT_WATCH_TRAPS]);
+	if (m->counters[PMS_CNT_SURV_HELD] && !m->counters[PMS_CNT_SURV_SURVIVED])
+		fprintf(out,
+			"Warning: no sampled small object survived: growth in pymalloc's pools is "
+			"charged by first touch, as with --events growth\n");
+}
+
 static void print_alloc_summary(FILE *out, struct profile *p, const struct report_meta *m,
 				const struct profile_site *const *sites, size_t n)
 {
@@ -286,6 +311,8 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 		(unsigned long long)m->counters[PMS_CNT_TRUNCATED],
 		(unsigned long long)m->counters[PMS_CNT_RINGBUF_FULL],
 		(unsigned long long)t->stacks_lost);
+	if (strcmp(m->events, "survivors") == 0)
+		print_survivors_summary(out, m);
 
 candidates:
 	fprintf(out, "\nLeak candidates\n");

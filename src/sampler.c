@@ -91,6 +91,10 @@ static int on_ringbuf(void *ctx, void *data, size_t size)
 		return 0; /* never sent by our programs */
 	if (s->surv && ev->kind == PMS_EV_WATCH) {
 		surv_on_watch(s->surv, ev);
+	} else if (s->surv && ev->kind == PMS_EV_RELEASE) {
+		surv_release(s->surv, ev->addr, ev->len);
+	} else if (s->surv && ev->kind == PMS_EV_MOVE) {
+		surv_move(s->surv, ev->addr, ev->addr2, ev->len);
 	} else if (s->surv && surv_hold_growth(s->surv, ev)) {
 		/* the profile still learns the stack, without its bytes */
 		if (size > sizeof(s->held))
@@ -110,22 +114,23 @@ static uint64_t monotonic_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* survivors' split: growth charged to a surviving sample's stack, as a growth event without a
- * page (the stack reached the profile with the watch event). */
-static void charge_survivor(void *ctx, uint64_t stack_id, uint32_t tid, uint8_t flags,
-			    int64_t bytes)
+/* survivors: a page of growth with its owner, as a growth event (the stack reached the profile
+ * with an earlier event). */
+static void charge_survivor(void *ctx, const struct surv_charge *c)
 {
 	struct sampler *s = ctx;
 	struct pms_event ev;
 
 	memset(&ev, 0, PMS_EVENT_SIZE(0));
-	ev.ts_ns = monotonic_ns();
+	ev.ts_ns = c->ts_ns;
 	ev.kind = PMS_EV_GROWTH;
-	ev.member = 1; /* MM_ANONPAGES: pymalloc's arenas are anonymous memory */
-	ev.bytes = bytes;
-	ev.stack_id = stack_id;
-	ev.tid = tid;
-	ev.flags = (uint8_t)(flags | PMS_EVF_NO_FAULT | PMS_EVF_SURVIVOR);
+	ev.addr = c->addr;
+	ev.member = c->member;
+	ev.bytes = c->bytes;
+	ev.stack_id = c->stack_id;
+	ev.tid = c->tid;
+	ev.flags =
+	    (uint8_t)((c->flags & ~PMS_EVF_STACK_INLINE) | (c->survivor ? PMS_EVF_SURVIVOR : 0));
 	s->fn(&ev, PMS_EVENT_SIZE(0), s->ctx);
 }
 
@@ -179,6 +184,7 @@ static int open_survivors(struct sampler *s, struct pytarget *t, const struct sa
 	struct {
 		struct bpf_map *mine, *growth;
 	} shared[4];
+	struct surv_opts sopts = {0};
 	int ret = open_growth(s, t, opts, err);
 
 	if (ret)
@@ -197,6 +203,8 @@ static int open_survivors(struct sampler *s, struct pytarget *t, const struct sa
 			return load_failed(ret, err);
 	}
 	fill_config(&s->watch->rodata->cfg, t, opts);
+	sopts.debug_allocator = pytarget_version(t)->build == PY_BUILD_DEBUG;
+	s->watch->rodata->cfg.debug_allocator = sopts.debug_allocator;
 	/* PyType_Type is the type of every type object: of PyCode_Type too */
 	ret = proc_read_u64(pytarget_proc(t), pytarget_code_type(t) + 8,
 			    (uint64_t *)&s->watch->rodata->cfg.type_type);
@@ -207,8 +215,8 @@ static int open_survivors(struct sampler *s, struct pytarget *t, const struct sa
 		return load_failed(ret, err);
 	return surv_open(pytarget_proc(t), pytarget_version(t)->minor,
 			 bpf_program__fd(s->watch->progs.pms_watch_hit),
-			 bpf_map__fd(s->watch->maps.arm), bpf_map__fd(s->watch->maps.deaths), NULL,
-			 &s->surv, err);
+			 bpf_map__fd(s->watch->maps.arm), bpf_map__fd(s->watch->maps.deaths),
+			 &sopts, &s->surv, err);
 }
 
 static bool is_free(enum alloc_fn fn)

@@ -19,12 +19,15 @@
 #include "pypools.h"
 #include "u64map.h"
 
-#define SURV_MAX_THREADS    4096
-#define SURV_ARM_LOG	    65536	 /* arms remembered, for the hits checked later */
-#define SURV_PENDING	    16384	 /* sampled allocations waiting for their check */
-#define SURV_MAX_STACKS	    4096	 /* stacks with survivors, and stacks holding growth */
-#define SURV_MISS_NS	    2000000ull	 /* an armed class that allocates nothing this long: next */
-#define SURV_TICK_MS 5 /* how often the armer looks at its slots */
+#define SURV_MAX_THREADS 4096
+#define SURV_ARM_LOG	 65536 /* arms remembered, for the hits checked later */
+#define SURV_PENDING	 16384 /* sampled allocations waiting for their check */
+#define SURV_MAX_STACKS	 4096  /* stacks with survivors */
+#define SURV_MAX_HELD	 65536 /* growth events in pools waiting for a survivor */
+#define SURV_MISS_NS                                                                               \
+	50000000ull /* an armed block nobody takes for this long: next (allocations come in        \
+		       bursts) */
+#define SURV_TICK_MS	    5		 /* how often the armer looks at its slots */
 #define SURV_CHECK_SLACK_NS 250000000ull /* after the watch let go, before the final check */
 /* Where a watch points while nothing is armed: below mmap_min_addr, never written. */
 #define SURV_IDLE_ADDR 0x8ULL
@@ -44,14 +47,12 @@ struct followed {
 	uint8_t cls, flags;
 };
 
-/* A stack that survivors or held growth are counted for. */
+/* A stack that sampled objects survived for. */
 struct stack_acc {
 	uint64_t stack_id;
 	uint32_t tid;
 	uint8_t flags;
-	double surviving; /* bytes of its sampled allocations that survived */
-	double carry;	  /* fraction of a byte owed from the last split */
-	int64_t held;	  /* growth it touched first that is not split yet */
+	double surviving; /* bytes of its sampled objects that survived */
 };
 
 /* A watch slot: one breakpoint event per thread, all on the same word. */
@@ -73,6 +74,7 @@ struct survivors {
 	double arms_per_ns, tokens;
 	uint64_t tokens_ns;
 	uint64_t min_age_ns;
+	bool debug_allocator;
 	unsigned next_cls;
 	uint64_t last_head[PYPOOLS_CLASSES]; /* each class's next block when last looked at */
 	struct ring_buffer *deaths;	     /* the kernel says which watched objects died */
@@ -91,7 +93,11 @@ struct survivors {
 	size_t nstacks;
 	struct u64map *stack_index;
 	double surviving_total;
-	int64_t held_total; /* held growth not split yet */
+	double *cumulative; /* running sums of stacks[].surviving, for the draw */
+
+	struct surv_charge *held; /* growth in pools waiting for an owner */
+	size_t nheld;
+	uint64_t rng;
 
 	uint64_t last_pool; /* the last pool found to be pymalloc's, for runs of faults */
 	uint64_t counters[PMS_CNT_MAX];
@@ -169,7 +175,8 @@ static int open_watches(struct survivors *s, int prog_fd, struct pms_error *err)
 			break;
 		}
 		s->nslots = k + 1;
-		if (getenv("PMS_SURV_SLOTS") && s->nslots >= (unsigned)atoi(getenv("PMS_SURV_SLOTS")))
+		if (getenv("PMS_SURV_SLOTS") &&
+		    s->nslots >= (unsigned)atoi(getenv("PMS_SURV_SLOTS")))
 			break;
 	}
 	free(tids);
@@ -424,11 +431,15 @@ int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, int deaths
 		rate = (unsigned)atoi(getenv("PMS_SURV_RATE"));
 	s->arms_per_ns = rate / 1e9;
 	s->min_age_ns = (uint64_t)(age * 1e9);
+	s->debug_allocator = o && o->debug_allocator;
 	s->log = calloc(SURV_ARM_LOG, sizeof(*s->log));
 	s->pending = calloc(SURV_PENDING, sizeof(*s->pending));
 	s->stacks = calloc(SURV_MAX_STACKS, sizeof(*s->stacks));
+	s->cumulative = calloc(SURV_MAX_STACKS, sizeof(*s->cumulative));
+	s->held = calloc(SURV_MAX_HELD, sizeof(*s->held));
+	s->rng = monotonic_ns() | 1;
 	s->stack_index = u64map_new(SURV_MAX_STACKS);
-	if (!s->log || !s->pending || !s->stacks || !s->stack_index) {
+	if (!s->log || !s->pending || !s->stacks || !s->stack_index || !s->cumulative || !s->held) {
 		ret = -ENOMEM;
 		goto fail;
 	}
@@ -508,7 +519,6 @@ void surv_on_watch(struct survivors *s, const struct pms_event *ev)
 bool surv_hold_growth(struct survivors *s, const struct pms_event *ev)
 {
 	uint64_t pool = ev->addr & ~(pypools_pool_size(s->pools) - 1);
-	struct stack_acc *st;
 
 	if (ev->kind != PMS_EV_GROWTH || ev->bytes <= 0 || !ev->addr ||
 	    (ev->flags & PMS_EVF_NO_FAULT))
@@ -518,13 +528,37 @@ bool surv_hold_growth(struct survivors *s, const struct pms_event *ev)
 			return false;
 		s->last_pool = pool;
 	}
-	st = stack_acc(s, ev->stack_id, ev->tid, ev->flags & PMS_EVF_NO_TSTATE);
-	if (!st)
-		return false; /* out of room: first touch charges it */
-	st->held += ev->bytes;
-	s->held_total += ev->bytes;
+	if (s->nheld == SURV_MAX_HELD) {
+		s->counters[PMS_CNT_SURV_FALLBACK] += (uint64_t)ev->bytes;
+		return false; /* no survivor for a long while: first touch charges it */
+	}
+	s->held[s->nheld++] = (struct surv_charge){.addr = ev->addr,
+						   .stack_id = ev->stack_id,
+						   .ts_ns = ev->ts_ns,
+						   .bytes = ev->bytes,
+						   .tid = ev->tid,
+						   .flags = ev->flags,
+						   .member = ev->member};
 	s->counters[PMS_CNT_SURV_HELD] += (uint64_t)ev->bytes;
 	return true;
+}
+
+void surv_release(struct survivors *s, uint64_t addr, uint64_t len)
+{
+	size_t kept = 0;
+
+	/* grown and released before an owner was found: nothing to charge */
+	for (size_t i = 0; i < s->nheld; i++)
+		if (s->held[i].addr < addr || s->held[i].addr >= addr + len)
+			s->held[kept++] = s->held[i];
+	s->nheld = kept;
+}
+
+void surv_move(struct survivors *s, uint64_t from, uint64_t to, uint64_t len)
+{
+	for (size_t i = 0; i < s->nheld; i++)
+		if (s->held[i].addr >= from && s->held[i].addr < from + len)
+			s->held[i].addr = s->held[i].addr - from + to;
 }
 
 /* The verdict on a followed allocation once its watch let go: 1 survived, 0 died, -EAGAIN not
@@ -545,8 +579,8 @@ static int verdict(struct survivors *s, const struct followed *f, uint64_t now_n
 		return now_ns - f->hit_ns > 4 * s->min_age_ns + SURV_CHECK_SLACK_NS ? 0 : -EAGAIN;
 	if (pypools_allocated(s->pools, f->block, f->cls) != 1)
 		return 0;
-	if (!f->value)
-		return 1;
+	if (!f->value || s->debug_allocator)
+		return 1; /* (the debug hooks' header is the same for every object) */
 	return proc_read_u64(s->proc, f->block + 8, &word) == 0 && word == f->value;
 }
 
@@ -576,41 +610,58 @@ static void check_pending(struct survivors *s, uint64_t now_ns)
 	}
 }
 
+/* xorshift64*: the draws of owners need no more than that. */
+static double uniform(struct survivors *s)
+{
+	s->rng ^= s->rng >> 12;
+	s->rng ^= s->rng << 25;
+	s->rng ^= s->rng >> 27;
+	return (double)((s->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
+
+/* Each held page goes to one survivor's stack, drawn with chance in proportion to its surviving
+ * bytes: the expected charge of every stack is its share, and the page keeps an owner, so that
+ * releasing it later is charged back (as for growth). */
 void surv_tick(struct survivors *s, uint64_t now_ns, surv_charge_fn fn, void *ctx)
 {
-	double total;
+	double sum = 0;
 
 	check_pending(s, now_ns);
-	if (!s->held_total || s->surviving_total <= 0)
+	if (!s->nheld || s->surviving_total <= 0)
 		return;
-	total = (double)s->held_total;
 	for (size_t i = 0; i < s->nstacks; i++) {
-		struct stack_acc *st = &s->stacks[i];
-		double share = total * st->surviving / s->surviving_total + st->carry;
-		int64_t bytes = (int64_t)floor(share);
-
-		st->carry = share - (double)bytes;
-		st->held = 0;
-		if (bytes > 0)
-			fn(ctx, st->stack_id, st->tid, st->flags, bytes);
+		sum += s->stacks[i].surviving;
+		s->cumulative[i] = sum;
 	}
-	s->held_total = 0;
+	for (size_t h = 0; h < s->nheld; h++) {
+		struct surv_charge c = s->held[h];
+		double r = uniform(s) * sum;
+		size_t lo = 0, hi = s->nstacks - 1;
+
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+
+			if (s->cumulative[mid] > r)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		c.stack_id = s->stacks[lo].stack_id;
+		c.tid = s->stacks[lo].tid;
+		c.flags = s->stacks[lo].flags;
+		c.survivor = true;
+		fn(ctx, &c);
+	}
+	s->nheld = 0;
 }
 
 void surv_flush(struct survivors *s, surv_charge_fn fn, void *ctx)
 {
-	if (!s->held_total)
-		return;
-	for (size_t i = 0; i < s->nstacks; i++) {
-		struct stack_acc *st = &s->stacks[i];
-
-		if (st->held > 0) {
-			fn(ctx, st->stack_id, st->tid, st->flags, st->held);
-			s->counters[PMS_CNT_SURV_FALLBACK] += (uint64_t)st->held;
-			st->held = 0;
-		}
+	for (size_t h = 0; h < s->nheld; h++) {
+		s->counters[PMS_CNT_SURV_FALLBACK] += (uint64_t)s->held[h].bytes;
+		fn(ctx, &s->held[h]);
 	}
-	s->held_total = 0;
+	s->nheld = 0;
 }
 
 void surv_stop(struct survivors *s)
@@ -663,6 +714,8 @@ void surv_close(struct survivors *s)
 	pypools_free(s->pools);
 	free(s->pending);
 	free(s->stacks);
+	free(s->cumulative);
+	free(s->held);
 	u64map_free(s->stack_index);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
