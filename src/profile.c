@@ -257,7 +257,8 @@ static void symbolize(struct profile *p, const struct pms_frame *in, struct prof
 }
 
 /* The stack of an event, symbolized when it is new; SIZE_MAX when it cannot be had. */
-static size_t stack_for(struct profile *p, const struct pms_event *ev, size_t size, double at)
+static size_t stack_for(struct profile *p, const struct pms_event *ev, size_t size, double at,
+			bool make_site)
 {
 	struct stack_rec *st;
 	uint64_t idx;
@@ -287,8 +288,13 @@ static size_t stack_for(struct profile *p, const struct pms_event *ev, size_t si
 	for (size_t i = 0; i < n; i++)
 		symbolize(p, &ev->frames[i], &st->frames[i]);
 	st->nframes = n;
-	st->site = site_for(p, st->frames[0].function, st->frames[0].file, st->frames[0].line, at);
-	if (st->site == SIZE_MAX || u64map_put(p->stack_index, ev->stack_id, p->nstacks)) {
+	/* a stack only learned (nothing charged yet) gets its site when it is first charged: an
+	 * empty site would show in every list */
+	st->site = make_site ? site_for(p, st->frames[0].function, st->frames[0].file,
+					st->frames[0].line, at)
+			     : SIZE_MAX;
+	if ((make_site && st->site == SIZE_MAX) ||
+	    u64map_put(p->stack_index, ev->stack_id, p->nstacks)) {
 		free(st->frames);
 		return SIZE_MAX;
 	}
@@ -299,7 +305,7 @@ static size_t stack_for(struct profile *p, const struct pms_event *ev, size_t si
 static void learn_stack(struct profile *p, const struct pms_event *ev, size_t size, double at)
 {
 	if (ev->stack_id && (ev->flags & PMS_EVF_STACK_INLINE))
-		stack_for(p, ev, size, at);
+		stack_for(p, ev, size, at, false);
 }
 
 static void charge_thread(struct profile *p, uint32_t tid, int64_t bytes)
@@ -329,7 +335,7 @@ static size_t charge_site(struct profile *p, const struct pms_event *ev, size_t 
 	} else if (!ev->stack_id) {
 		pseudo = "<no python frame>";
 	} else {
-		stack = stack_for(p, ev, size, at);
+		stack = stack_for(p, ev, size, at, true);
 		if (stack == SIZE_MAX) {
 			p->totals.stacks_lost++;
 			pseudo = "<stack lost>";
@@ -340,6 +346,9 @@ static size_t charge_site(struct profile *p, const struct pms_event *ev, size_t 
 	} else {
 		struct stack_rec *st = &p->stacks[stack];
 
+		if (st->site == SIZE_MAX)
+			st->site = site_for(p, st->frames[0].function, st->frames[0].file,
+					    st->frames[0].line, at);
 		st->bytes += bytes;
 		st->samples++;
 		site = st->site;

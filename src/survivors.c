@@ -175,9 +175,6 @@ static int open_watches(struct survivors *s, int prog_fd, struct pms_error *err)
 			break;
 		}
 		s->nslots = k + 1;
-		if (getenv("PMS_SURV_SLOTS") &&
-		    s->nslots >= (unsigned)atoi(getenv("PMS_SURV_SLOTS")))
-			break;
 	}
 	free(tids);
 	s->counters[PMS_CNT_SURV_THREADS] = s->slots[0].nfds;
@@ -427,8 +424,6 @@ int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, int deaths
 		ret = pms_error_set(err, errno, "cannot map the watch slots: %s", strerror(errno));
 		goto fail;
 	}
-	if (getenv("PMS_SURV_RATE"))
-		rate = (unsigned)atoi(getenv("PMS_SURV_RATE"));
 	s->arms_per_ns = rate / 1e9;
 	s->min_age_ns = (uint64_t)(age * 1e9);
 	s->debug_allocator = o && o->debug_allocator;

@@ -99,7 +99,7 @@ SUBSET = {
     "no-privilege", "usage",
     "record/large/3.12.1", "record/read/deb-3.11d", "record/target-exits/3.12.1", "record/no-such-pid",
     "record/unsupported/3.7.16", "record/usage", "record/file/roundtrip/3.12.1",
-    "record/malloc/known/3.12.1", "record/pymalloc/known/3.13.0",
+    "record/malloc/known/3.12.1", "record/pymalloc/known/3.13.0", "record/survivors/3.12.1",
 }
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
 
