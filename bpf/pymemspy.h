@@ -126,6 +126,7 @@ enum pms_counter {
 	PMS_CNT_NESTED,		 /* allocator calls made by another probed allocator call */
 	PMS_CNT_WATCH_TRAPS,	 /* survivors: watchpoint traps in the target */
 	PMS_CNT_WATCH_HITS,	 /* of which wrote the armed word first (a sampled allocation) */
+	PMS_CNT_WATCH_FOLLOWING, /* of which came while a live sample was followed */
 	/* survivors, counted by user space (src/survivors.c) into the same array */
 	PMS_CNT_SURV_ARMS,	/* words armed */
 	PMS_CNT_SURV_LOST,	/* arms or hits thrown away: the block moved while we armed */
@@ -150,6 +151,7 @@ enum pms_watch_state {
 	PMS_WATCH_ARMED = 1,
 	PMS_WATCH_HIT = 2,
 	PMS_WATCH_DIED = 3,
+	PMS_WATCH_FOLLOW = 4, /* a GC object's watch moved to its type word: any write is a death */
 };
 
 struct pms_watch_arm {

@@ -7,7 +7,9 @@
  *   - an object that is not tracked by the GC has its type there: any later write is a new
  *     allocation of the block;
  *   - a GC-tracked object has the GC's prev link there, rewritten by collections; its
- *     deallocation untracks it (writes 0), and a new allocation writes 0 or a type;
+ *     deallocation untracks it (writes 0), and a new allocation writes 0 or a type. Each
+ *     collection would trap, so once the object is set up user space moves the watch to its
+ *     type word (state FOLLOW), which only a new allocation of the block writes;
  *   - under the debug hooks (debug builds) the word is their header (the API byte and guard
  *     bytes), which their free overwrites with 0xdd bytes.
  *
@@ -98,8 +100,15 @@ int pms_watch_hit(struct bpf_perf_event_data *ctx)
 			sample(a, addr, value, now);
 		return 0;
 	}
+	if (a->state == PMS_WATCH_FOLLOW) {
+		count(PMS_CNT_WATCH_FOLLOWING);
+		if (__sync_bool_compare_and_swap(&a->state, PMS_WATCH_FOLLOW, PMS_WATCH_DIED))
+			bpf_ringbuf_output(&deaths, &a->gen, sizeof(a->gen), BPF_RB_FORCE_WAKEUP);
+		return 0;
+	}
 	if (a->state != PMS_WATCH_HIT)
 		return 0;
+	count(PMS_CNT_WATCH_FOLLOWING);
 	/* the debug hooks rewrite their header (byte by byte, and around a realloc); their free
 	 * fills the block with 0xdd bytes */
 	if (cfg.debug_allocator ? value != 0xddddddddddddddddULL

@@ -26,6 +26,7 @@ struct surv_opts {
 	unsigned arms_per_sec; /* 0: SURV_DEFAULT_ARMS_PER_SEC */
 	double min_age;	       /* seconds; 0: SURV_DEFAULT_MIN_AGE */
 	bool debug_allocator;  /* the debug hooks wrap pymalloc: the watched word is theirs */
+	uint64_t type_type;    /* address of PyType_Type in the target */
 };
 
 /* Growth to charge: a page (addr, bytes, member as the growth event had them) and the stack it

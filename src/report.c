@@ -600,6 +600,7 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	json_kv_uint(j, "live_map_full", m->counters[PMS_CNT_LIVE_FULL]);
 	json_kv_uint(j, "watch_traps", m->counters[PMS_CNT_WATCH_TRAPS]);
 	json_kv_uint(j, "watch_hits", m->counters[PMS_CNT_WATCH_HITS]);
+	json_kv_uint(j, "watch_traps_following", m->counters[PMS_CNT_WATCH_FOLLOWING]);
 	json_kv_uint(j, "survivor_arms", m->counters[PMS_CNT_SURV_ARMS]);
 	json_kv_uint(j, "survivor_arms_lost", m->counters[PMS_CNT_SURV_LOST]);
 	json_kv_uint(j, "survivor_followed", m->counters[PMS_CNT_SURV_FOLLOWED]);

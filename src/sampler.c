@@ -206,10 +206,10 @@ static int open_survivors(struct sampler *s, struct pytarget *t, const struct sa
 	sopts.debug_allocator = pytarget_version(t)->build == PY_BUILD_DEBUG;
 	s->watch->rodata->cfg.debug_allocator = sopts.debug_allocator;
 	/* PyType_Type is the type of every type object: of PyCode_Type too */
-	ret = proc_read_u64(pytarget_proc(t), pytarget_code_type(t) + 8,
-			    (uint64_t *)&s->watch->rodata->cfg.type_type);
+	ret = proc_read_u64(pytarget_proc(t), pytarget_code_type(t) + 8, &sopts.type_type);
 	if (ret)
 		return proc_read_error(pytarget_proc(t), ret, "PyCode_Type", err);
+	s->watch->rodata->cfg.type_type = sopts.type_type;
 	ret = survivors_bpf__load(s->watch);
 	if (ret)
 		return load_failed(ret, err);

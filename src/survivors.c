@@ -27,8 +27,9 @@
 #define SURV_MISS_NS                                                                               \
 	50000000ull /* an armed block nobody takes for this long: next (allocations come in        \
 		       bursts) */
-#define SURV_TICK_MS	    5		 /* how often the armer looks at its slots */
-#define SURV_CHECK_SLACK_NS 250000000ull /* after the watch let go, before the final check */
+#define SURV_TICK_MS	     5		  /* how often the armer looks at its slots */
+#define SURV_FOLLOW_AFTER_NS 3000000ull	  /* a live GC sample: watch its type word from then */
+#define SURV_CHECK_SLACK_NS  250000000ull /* after the watch let go, before the final check */
 /* Where a watch points while nothing is armed: below mmap_min_addr, never written. */
 #define SURV_IDLE_ADDR 0x8ULL
 
@@ -60,7 +61,9 @@ struct slot {
 	int *fds;
 	size_t nfds;
 	uint64_t gen, block, armed_ns; /* gen 0: no arm in progress */
-	bool watching;		       /* the watches are on a block (not the idle address) */
+	uint64_t block_size;
+	bool followed; /* its watch moved to the type word already (or could not) */
+	bool watching; /* the watches are on a block (not the idle address) */
 };
 
 struct survivors {
@@ -75,6 +78,7 @@ struct survivors {
 	uint64_t tokens_ns;
 	uint64_t min_age_ns;
 	bool debug_allocator;
+	uint64_t type_type;
 	unsigned next_cls;
 	uint64_t last_head[PYPOOLS_CLASSES]; /* each class's next block when last looked at */
 	struct ring_buffer *deaths;	     /* the kernel says which watched objects died */
@@ -299,6 +303,8 @@ static bool arm_slot(struct survivors *s, unsigned k)
 	sl->watching = true;
 	sl->gen = gen;
 	sl->block = block;
+	sl->block_size = pypools_block_size(cls);
+	sl->followed = false;
 	sl->armed_ns = monotonic_ns();
 	if (pypools_allocated(s->pools, block, cls) != 0) {
 		pthread_mutex_lock(&s->lock);
@@ -328,6 +334,41 @@ static bool take_token(struct survivors *s, uint64_t now)
 	return true;
 }
 
+/* Whether v is a type object: its own type is PyType_Type (or a metaclass, missed here). */
+static bool is_type_object(struct survivors *s, uint64_t v)
+{
+	uint64_t t = 0;
+
+	return v && s->type_type && proc_read_u64(s->proc, v + 8, &t) == 0 && t == s->type_type;
+}
+
+/* A GC-tracked sample's watched word is its GC header's prev link, which every collection of
+ * its generation rewrites: a trap each, for as long as it is followed. Its type word (after a
+ * 16-byte GC header, or after a 32-byte pre-header from 3.11 on) is written by an allocation
+ * only: the watch moves there once the object is set up. */
+static void follow_type_word(struct survivors *s, unsigned k)
+{
+	struct slot *sl = &s->slots[k];
+	const uint64_t offsets[2] = {24, 40};
+	uint64_t value = __atomic_load_n(&s->arms[k].value, __ATOMIC_ACQUIRE);
+
+	if (value || s->debug_allocator || sl->followed)
+		return;
+	sl->followed = true;
+	for (int i = 0; i < 2; i++) {
+		uint64_t word = sl->block + offsets[i], type = 0;
+
+		if (offsets[i] + 8 > sl->block_size || proc_read_u64(s->proc, word, &type) != 0 ||
+		    !is_type_object(s, type))
+			continue;
+		/* address first: a trap on the new word must find the slot in FOLLOW */
+		__atomic_store_n(&s->arms[k].state, PMS_WATCH_FOLLOW, __ATOMIC_RELEASE);
+		__atomic_store_n(&s->arms[k].addr, word, __ATOMIC_RELEASE);
+		point_slot(s, sl, word);
+		return;
+	}
+}
+
 /* One look at slot k: a new arm when its arm is over (the class allocated nothing for a while,
  * or the sampled object lived min_age), or when it is idle and the ration allows. */
 static void tend_slot(struct survivors *s, unsigned k, uint64_t now)
@@ -345,7 +386,10 @@ static void tend_slot(struct survivors *s, unsigned k, uint64_t now)
 			return;
 		if (a.state == PMS_WATCH_DIED)
 			return; /* the ring buffer's wake-up handles it */
-		if (a.state == PMS_WATCH_HIT) {
+		if (a.state == PMS_WATCH_HIT || a.state == PMS_WATCH_FOLLOW) {
+			if (a.state == PMS_WATCH_HIT && now > a.hit_ns &&
+			    now - a.hit_ns >= SURV_FOLLOW_AFTER_NS)
+				follow_type_word(s, k);
 			if (now < a.hit_ns || now - a.hit_ns < s->min_age_ns)
 				return;
 			pthread_mutex_lock(&s->lock);
@@ -427,6 +471,7 @@ int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, int deaths
 	s->arms_per_ns = rate / 1e9;
 	s->min_age_ns = (uint64_t)(age * 1e9);
 	s->debug_allocator = o && o->debug_allocator;
+	s->type_type = o ? o->type_type : 0;
 	s->log = calloc(SURV_ARM_LOG, sizeof(*s->log));
 	s->pending = calloc(SURV_PENDING, sizeof(*s->pending));
 	s->stacks = calloc(SURV_MAX_STACKS, sizeof(*s->stacks));
