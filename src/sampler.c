@@ -122,7 +122,9 @@ static void charge_survivor(void *ctx, const struct surv_charge *c)
 	struct pms_event ev;
 
 	memset(&ev, 0, PMS_EVENT_SIZE(0));
-	ev.ts_ns = c->ts_ns;
+	/* charged now, not when the page was touched: a record file's ticks carry the recent
+	 * buckets of each series, and a charge into a bucket already written is not one of them */
+	ev.ts_ns = monotonic_ns();
 	ev.kind = PMS_EV_GROWTH;
 	ev.addr = c->addr;
 	ev.member = c->member;

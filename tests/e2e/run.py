@@ -1421,10 +1421,21 @@ def case_record_survivors(ctx, python, mode=None, duration=6.0):
     sampled objects that survived (counters.survivors > 0); the target is left untraced."""
     args = ["90"] + ([mode] if mode else [])
     p, truth = start_growth_target(ctx, python, "leak_small.py", *args)
-    r = ctx.run_bin(record_args(truth["pid"], duration, extra=["--events", "survivors"]),
+    path = os.path.join(ctx.dir, "survivors.rec")
+    r = ctx.run_bin(record_args(truth["pid"], duration, extra=["--events", "survivors", "-o", path]),
                     timeout=duration + 30)
     doc = parse_report(r, truth["pid"], truth, events="survivors")
     notes = check_growth(ctx, r, doc, truth)
+    # the record file holds the same sites (charges come late here: held until a survivor exists)
+    rf = ctx.run_bin(["report", path, "--json"], timeout=30)
+    if rf.rc != 0:
+        raise Fail("report of the record file failed: %s" % rf.describe(True))
+    fdoc = parse_json(rf)
+    live = [(x["function"], x["line"], x["bytes"]) for x in doc["sites"]]
+    kept = [(x["function"], x["line"], x["bytes"]) for x in fdoc["sites"]]
+    if live != kept:
+        raise Fail("report of the record file disagrees with record's own report:\n    record: %s\n    file:   %s"
+                   % (live[:5], kept[:5]))
     c = doc.get("counters") or {}
     if not c.get("survivors"):
         raise Fail("no survivor in %.0fs (counters %s)\n    %s" % (duration, c, r.describe()))
