@@ -496,6 +496,8 @@ static void usage(FILE *out)
 		"  -d, --duration S     stop after S seconds (default: until q or Ctrl-C)\n"
 		"  -e, --events SOURCE  growth: resident memory the target gains (page faults and\n"
 		"                       RSS changes), and the ranges it releases (default)\n"
+		"                       survivors: growth, with pymalloc's pools charged to\n"
+		"                       the stacks whose sampled objects survive\n"
 		"                       malloc: uprobes on the malloc family and free: live\n"
 		"                       (allocated, not freed) bytes; pymalloc: CPython's own\n"
 		"                       allocators (heavy: for staging); see pymemspy(1)\n"
