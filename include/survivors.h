@@ -2,11 +2,12 @@
  * keeps those whose objects survive, then charges growth in pymalloc's pools to the surviving
  * samples' stacks instead of to whoever touched the fresh page first (doc/survivors.md).
  *
- * A thread of its own arms one word at a time (arms_per_sec): the word at block+8 of the block
- * the next allocation of a size class will take, classes in turn, on a breakpoint event per
- * target thread (threads created later inherit it). The kernel program reports the first write
- * with the writer's Python stack. A sampled block still allocated, with the same word, min_age
- * seconds later is a survivor: it counts for its stack with its block size. */
+ * A thread of its own arms up to three watch slots (rationed to arms_per_sec): the word at
+ * block+8 of a free block a size class will hand out soon, classes in turn, on a breakpoint
+ * event per target thread and slot (threads created later inherit them). The kernel program
+ * reports the first write with the writer's Python stack, then watches for a write only the
+ * object's death makes. A sample that lived min_age, whose block is still allocated with the
+ * same word, is a survivor: it counts for its stack with its block size. */
 #ifndef PMS_SURVIVORS_H
 #define PMS_SURVIVORS_H
 
@@ -51,8 +52,8 @@ int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, int deaths
 /* A PMS_EV_WATCH event: follows the sampled allocation when its arm was good. */
 void surv_on_watch(struct survivors *s, const struct pms_event *ev);
 
-/* A growth event: true when its page is in a pymalloc pool, its bytes then held for the split
- * (the caller must not charge them). */
+/* A growth event: true when its page is in a pymalloc pool, the page then held until a
+ * survivor's stack takes it (the caller must not charge it). */
 bool surv_hold_growth(struct survivors *s, const struct pms_event *ev);
 
 /* The target released [addr, addr+len) (or moved it to `to`): held growth there is dropped

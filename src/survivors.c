@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <linux/hw_breakpoint.h>
 #include <linux/perf_event.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +23,8 @@
 #define SURV_PENDING	 16384 /* sampled allocations waiting for their check */
 #define SURV_MAX_STACKS	 4096  /* stacks with survivors */
 #define SURV_MAX_HELD	 65536 /* growth events in pools waiting for a survivor */
-#define SURV_MISS_NS                                                                               \
-	50000000ull /* an armed block nobody takes for this long: next (allocations come in        \
-		       bursts) */
+/* An armed block nobody takes for this long: arm another (allocations come in bursts). */
+#define SURV_MISS_NS	     50000000ull
 #define SURV_TICK_MS	     5		  /* how often the armer looks at its slots */
 #define SURV_FOLLOW_AFTER_NS 3000000ull	  /* a live GC sample: watch its type word from then */
 #define SURV_CHECK_SLACK_NS  250000000ull /* after the watch let go, before the final check */
