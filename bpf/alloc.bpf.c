@@ -178,7 +178,6 @@ static __always_inline void sampled(__u64 addr, __u64 size, __u64 p, __u32 fn)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct pms_event *ev;
 	__u8 one = 1;
-	__u64 tstate;
 
 	count(PMS_CNT_ALLOC_SAMPLES);
 	ev = new_event(PMS_EV_ALLOC, tid);
@@ -194,14 +193,7 @@ static __always_inline void sampled(__u64 addr, __u64 size, __u64 p, __u32 fn)
 	ev->addr2 = p;
 	ev->bytes = (__s64)size;
 	ev->cause = fn;
-	tstate = find_tstate(tid);
-	if (tstate) {
-		count(PMS_CNT_SAMPLES);
-		walk_python(ev, tid, tstate);
-	} else {
-		ev->flags |= PMS_EVF_NO_TSTATE;
-		count(PMS_CNT_NO_TSTATE);
-	}
+	walk_or_mark(ev, tid, find_tstate(tid));
 	send(ev);
 }
 

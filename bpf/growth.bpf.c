@@ -220,13 +220,7 @@ int pms_rss_stat(struct rss_stat_record *ctx)
 	} else {
 		ev->flags |= PMS_EVF_NO_FAULT;
 	}
-	if (tstate) {
-		count(PMS_CNT_SAMPLES);
-		walk_python(ev, tid, tstate);
-	} else {
-		ev->flags |= PMS_EVF_NO_TSTATE;
-		count(PMS_CNT_NO_TSTATE);
-	}
+	walk_or_mark(ev, tid, tstate);
 	send(ev);
 	return 0;
 }

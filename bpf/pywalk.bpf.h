@@ -255,6 +255,19 @@ static __always_inline void walk_python(struct pms_event *ev, __u32 tid, __u64 t
 		ev->flags |= PMS_EVF_STACK_INLINE;
 }
 
+/* Walks the Python stack of thread tid (its thread state, or 0 when it has none) into ev, or
+ * marks ev as coming from a thread without one; counts either. */
+static __always_inline void walk_or_mark(struct pms_event *ev, __u32 tid, __u64 tstate)
+{
+	if (tstate) {
+		count(PMS_CNT_SAMPLES);
+		walk_python(ev, tid, tstate);
+	} else {
+		ev->flags |= PMS_EVF_NO_TSTATE;
+		count(PMS_CNT_NO_TSTATE);
+	}
+}
+
 static __always_inline void send(struct pms_event *ev)
 {
 	__u32 n = ev->flags & PMS_EVF_STACK_INLINE ? ev->nframes : 0;

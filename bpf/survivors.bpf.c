@@ -50,7 +50,6 @@ static __always_inline void sample(struct pms_watch_arm *a, __u64 addr, __u64 va
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct pms_event *ev;
-	__u64 tstate;
 
 	a->value = value;
 	a->hit_ns = now;
@@ -62,14 +61,7 @@ static __always_inline void sample(struct pms_watch_arm *a, __u64 addr, __u64 va
 	ev->addr = addr;
 	ev->addr2 = a->gen;
 	ev->len = value;
-	tstate = find_tstate(tid);
-	if (tstate) {
-		count(PMS_CNT_SAMPLES);
-		walk_python(ev, tid, tstate);
-	} else {
-		ev->flags |= PMS_EVF_NO_TSTATE;
-		count(PMS_CNT_NO_TSTATE);
-	}
+	walk_or_mark(ev, tid, find_tstate(tid));
 	send(ev);
 }
 

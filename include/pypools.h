@@ -30,10 +30,14 @@ static inline uint64_t pypools_block_size(unsigned cls)
 	return ((uint64_t)cls + 1) * 16;
 }
 
-/* The block the next allocation of class cls will take (depth 0), or the one after it (1...):
- * 0, -EAGAIN when the class's current pool has no such free block, -EFAULT (or another read
- * error) when the target's data do not hold up. */
-int pypools_next_block(struct pypools *pp, unsigned cls, unsigned depth, uint64_t *block);
+/* The block the next allocation of class cls will take: 0, -EAGAIN when the class's current
+ * pool has no free block (or the target's data do not hold up), another negative errno when
+ * they cannot be read. */
+int pypools_next_block(struct pypools *pp, unsigned cls, uint64_t *block);
+
+/* The free block after `block` on its pool's free list: 0, -EAGAIN at the end of the list (the
+ * pool carves a never-used block then) or when the list changed, or a read error. */
+int pypools_block_after(struct pypools *pp, uint64_t block, uint64_t *next);
 
 /* pypools_next_block at depth 0 for every class at once (two system calls): blocks[c] is 0 for a
  * class without one. 0 or a negative errno. */
@@ -44,8 +48,9 @@ int pypools_next_blocks(struct pypools *pp, uint64_t blocks[PYPOOLS_CLASSES]);
 int pypools_class_of(struct pypools *pp, uint64_t addr);
 
 /* 1 when block is allocated now from a pool of class cls, 0 when it is free (or the pool serves
- * another class now), a negative errno when it cannot be read. */
-int pypools_allocated(struct pypools *pp, uint64_t block, unsigned cls);
+ * another class now), a negative errno when it cannot be read. When allocated and word is not
+ * NULL, *word gets the block's second word (read with the pool, in the same system call). */
+int pypools_allocated(struct pypools *pp, uint64_t block, unsigned cls, uint64_t *word);
 
 /* Checks a pool header read from memory; exposed for the unit tests. cls_out gets its class. */
 int pypools_header_valid(const uint8_t *hdr, uint64_t pool_size, unsigned *cls_out);

@@ -217,43 +217,6 @@ uint64_t pypools_usedpools(const struct pypools *pp)
 	return pp->usedpools;
 }
 
-int pypools_next_block(struct pypools *pp, unsigned cls, unsigned depth, uint64_t *block)
-{
-	uint64_t head = pp->usedpools + USED_STRIDE * cls - USED_STRIDE, pool, fb;
-	uint8_t hdr[HDR_SIZE];
-	unsigned c;
-	int ret;
-
-	if (cls >= PYPOOLS_CLASSES)
-		return -EINVAL;
-	ret = proc_read_u64(pp->proc, pp->usedpools + USED_STRIDE * cls, &pool);
-	if (ret)
-		return ret;
-	if (pool == head)
-		return -EAGAIN;
-	if (!read_header(pp, pool, hdr, &c) || c != cls)
-		return -EFAULT;
-	fb = get_u64(hdr, HDR_FREEBLOCK);
-	for (unsigned d = 0; fb && d < depth; d++) {
-		uint64_t next;
-
-		if (fb < pool + HDR_SIZE || fb >= pool + pp->pool_size)
-			return -EFAULT;
-		ret = proc_read_u64(pp->proc, fb, &next);
-		if (ret)
-			return ret;
-		/* the end of the list: the pool carves its next never-used block then */
-		if (!next && get_u32(hdr, HDR_NEXTOFFSET) <= get_u32(hdr, HDR_MAXNEXTOFFSET) &&
-		    pool + get_u32(hdr, HDR_NEXTOFFSET) != fb)
-			next = pool + get_u32(hdr, HDR_NEXTOFFSET);
-		fb = next;
-	}
-	if (!fb || fb < pool + HDR_SIZE || fb >= pool + pp->pool_size)
-		return -EAGAIN;
-	*block = fb;
-	return 0;
-}
-
 int pypools_next_blocks(struct pypools *pp, uint64_t blocks[PYPOOLS_CLASSES])
 {
 	uint64_t links[2 * PYPOOLS_CLASSES], pools[PYPOOLS_CLASSES];
@@ -287,6 +250,35 @@ int pypools_next_blocks(struct pypools *pp, uint64_t blocks[PYPOOLS_CLASSES])
 	return 0;
 }
 
+int pypools_next_block(struct pypools *pp, unsigned cls, uint64_t *block)
+{
+	uint64_t blocks[PYPOOLS_CLASSES];
+	int ret;
+
+	if (cls >= PYPOOLS_CLASSES)
+		return -EINVAL;
+	ret = pypools_next_blocks(pp, blocks);
+	if (ret)
+		return ret;
+	if (!blocks[cls])
+		return -EAGAIN;
+	*block = blocks[cls];
+	return 0;
+}
+
+int pypools_block_after(struct pypools *pp, uint64_t block, uint64_t *next)
+{
+	uint64_t pool = block & ~(pp->pool_size - 1);
+	int ret = proc_read_u64(pp->proc, block, next);
+
+	if (ret)
+		return ret;
+	/* the end of the list (the pool carves a never-used block next), or a list that changed */
+	if (*next < pool + HDR_SIZE || *next >= pool + pp->pool_size)
+		return -EAGAIN;
+	return 0;
+}
+
 int pypools_class_of(struct pypools *pp, uint64_t addr)
 {
 	uint8_t hdr[HDR_SIZE];
@@ -297,7 +289,7 @@ int pypools_class_of(struct pypools *pp, uint64_t addr)
 	return (int)cls;
 }
 
-int pypools_allocated(struct pypools *pp, uint64_t block, unsigned cls)
+int pypools_allocated(struct pypools *pp, uint64_t block, unsigned cls, uint64_t *word)
 {
 	uint64_t pool = block & ~(pp->pool_size - 1), off = block - pool, size, fb;
 	uint64_t capacity;
@@ -322,5 +314,7 @@ int pypools_allocated(struct pypools *pp, uint64_t block, unsigned cls)
 			break; /* torn: the list changed while we read */
 		fb = get_u64(pp->pool_buf, fb - pool);
 	}
+	if (word) /* the block's second word, from the same read */
+		*word = get_u64(pp->pool_buf, off + 8);
 	return 1;
 }

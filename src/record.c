@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "profile.h"
 #include "recfile.h"
@@ -46,14 +47,6 @@ struct recording {
 	uint64_t start_ns;
 	int error; /* first error from the event path */
 };
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int on_event(const struct pms_event *ev, size_t size, void *ctx)
 {
@@ -376,7 +369,7 @@ int cmd_record(int argc, char **argv)
 	ret = sampler_open(r.target, &sopts, on_event, &r, &r.sampler, &err);
 	if (ret)
 		goto restore;
-	r.start_ns = monotonic_ns();
+	r.start_ns = clock_monotonic_ns();
 	proc_rss(pytarget_proc(r.target), &meta.rss_start);
 	if (r.file)
 		file_start(&r, &sopts, meta.events, meta.rss_start);
@@ -393,7 +386,7 @@ int cmd_record(int argc, char **argv)
 			ret = pms_error_set(&err, -n, "reading the ring buffer: %s", strerror(-n));
 			break;
 		}
-		elapsed = (double)(monotonic_ns() - r.start_ns) / 1e9;
+		elapsed = (double)(clock_monotonic_ns() - r.start_ns) / 1e9;
 		if (!proc_alive(pytarget_proc(r.target))) {
 			meta.ended_by = "target exited";
 			fprintf(stderr, "%spymemspy: the target (pid %d) exited after %.1f s\n",
@@ -425,7 +418,7 @@ int cmd_record(int argc, char **argv)
 	sampler_detach(r.sampler);
 	while (sampler_poll(r.sampler, 0) > 0)
 		;
-	elapsed = (double)(monotonic_ns() - r.start_ns) / 1e9;
+	elapsed = (double)(clock_monotonic_ns() - r.start_ns) / 1e9;
 	file_tick(&r, elapsed);
 	if (!quiet)
 		status_line(&r, elapsed, true);

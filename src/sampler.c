@@ -13,6 +13,7 @@
 
 #include "alloc.skel.h"
 #include "growth.skel.h"
+#include "clock.h"
 #include "host.h"
 #include "survivors.h"
 #include "survivors.skel.h"
@@ -106,14 +107,6 @@ static int on_ringbuf(void *ctx, void *data, size_t size)
 	return s->fn(ev, size, s->ctx);
 }
 
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* survivors: a page of growth with its owner, as a growth event (the stack reached the profile
  * with an earlier event). */
 static void charge_survivor(void *ctx, const struct surv_charge *c)
@@ -124,7 +117,7 @@ static void charge_survivor(void *ctx, const struct surv_charge *c)
 	memset(&ev, 0, PMS_EVENT_SIZE(0));
 	/* charged now, not when the page was touched: a record file's ticks carry the recent
 	 * buckets of each series, and a charge into a bucket already written is not one of them */
-	ev.ts_ns = monotonic_ns();
+	ev.ts_ns = clock_monotonic_ns();
 	ev.kind = PMS_EV_GROWTH;
 	ev.addr = c->addr;
 	ev.member = c->member;
@@ -651,7 +644,7 @@ int sampler_poll(struct sampler *s, int timeout_ms)
 	if (consumed < 0)
 		return consumed;
 	if (s->surv) {
-		surv_tick(s->surv, monotonic_ns(), charge_survivor, s);
+		surv_tick(s->surv, clock_monotonic_ns(), charge_survivor, s);
 		if (s->detached)
 			surv_flush(s->surv, charge_survivor, s);
 	}

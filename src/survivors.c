@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "pypools.h"
 #include "u64map.h"
 
@@ -104,14 +105,6 @@ struct survivors {
 	uint64_t last_pool; /* the last pool found to be pymalloc's, for runs of faults */
 	uint64_t counters[PMS_CNT_MAX];
 };
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int open_watch(struct survivors *s, pid_t tid, int prog_fd)
 {
@@ -277,10 +270,7 @@ static bool arm_slot(struct survivors *s, unsigned k)
 		cls = (s->next_cls + i) % PYPOOLS_CLASSES;
 		head = heads[cls];
 		found = head && head != s->last_head[cls];
-		/* the block after the head, when the free list has one in the same pool */
-		if (found && (proc_read_u64(s->proc, head, &block) != 0 ||
-			      (block & ~(pypools_pool_size(s->pools) - 1)) !=
-				  (head & ~(pypools_pool_size(s->pools) - 1))))
+		if (found && pypools_block_after(s->pools, head, &block) != 0)
 			block = head;
 		found = found && !block_watched(s, block);
 	}
@@ -303,8 +293,8 @@ static bool arm_slot(struct survivors *s, unsigned k)
 	sl->block = block;
 	sl->block_size = pypools_block_size(cls);
 	sl->followed = false;
-	sl->armed_ns = monotonic_ns();
-	if (pypools_allocated(s->pools, block, cls) != 0) {
+	sl->armed_ns = clock_monotonic_ns();
+	if (pypools_allocated(s->pools, block, cls, NULL) != 0) {
 		pthread_mutex_lock(&s->lock);
 		rec->valid = false;
 		s->counters[PMS_CNT_SURV_LOST]++;
@@ -419,7 +409,7 @@ static int on_death(void *ctx, void *data, size_t size)
 		s->log[gen % SURV_ARM_LOG].died = true;
 		pthread_mutex_unlock(&s->lock);
 		s->slots[k].gen = 0;
-		if (!take_token(s, monotonic_ns()) || !arm_slot(s, k))
+		if (!take_token(s, clock_monotonic_ns()) || !arm_slot(s, k))
 			retire_slot(s, k);
 	}
 	return 0;
@@ -429,7 +419,7 @@ static void *armer_main(void *arg)
 {
 	struct survivors *s = arg;
 
-	s->tokens_ns = monotonic_ns();
+	s->tokens_ns = clock_monotonic_ns();
 	for (;;) {
 		bool stop;
 
@@ -439,7 +429,7 @@ static void *armer_main(void *arg)
 		if (stop)
 			break;
 		for (unsigned k = 0; k < s->nslots; k++)
-			tend_slot(s, k, monotonic_ns());
+			tend_slot(s, k, clock_monotonic_ns());
 		ring_buffer__poll(s->deaths, SURV_TICK_MS);
 	}
 	return NULL;
@@ -475,7 +465,7 @@ int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, int deaths
 	s->stacks = calloc(SURV_MAX_STACKS, sizeof(*s->stacks));
 	s->cumulative = calloc(SURV_MAX_STACKS, sizeof(*s->cumulative));
 	s->held = calloc(SURV_MAX_HELD, sizeof(*s->held));
-	s->rng = monotonic_ns() | 1;
+	s->rng = clock_monotonic_ns() | 1;
 	s->stack_index = u64map_new(SURV_MAX_STACKS);
 	if (!s->log || !s->pending || !s->stacks || !s->stack_index || !s->cumulative || !s->held) {
 		ret = -ENOMEM;
@@ -615,11 +605,11 @@ static int verdict(struct survivors *s, const struct followed *f, uint64_t now_n
 		return 0;
 	if (!rec.settled)
 		return now_ns - f->hit_ns > 4 * s->min_age_ns + SURV_CHECK_SLACK_NS ? 0 : -EAGAIN;
-	if (pypools_allocated(s->pools, f->block, f->cls) != 1)
+	if (pypools_allocated(s->pools, f->block, f->cls, &word) != 1)
 		return 0;
 	if (!f->value || s->debug_allocator)
 		return 1; /* (the debug hooks' header is the same for every object) */
-	return proc_read_u64(s->proc, f->block + 8, &word) == 0 && word == f->value;
+	return word == f->value;
 }
 
 static void check_pending(struct survivors *s, uint64_t now_ns)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "leaks.h"
 #include "profile.h"
@@ -90,17 +91,9 @@ struct top {
 	struct tui_view view;
 };
 
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static double elapsed(const struct top *t)
 {
-	return (double)(monotonic_ns() - t->start_ns) / 1e9;
+	return (double)(clock_monotonic_ns() - t->start_ns) / 1e9;
 }
 
 static int on_event(const struct pms_event *ev, size_t size, void *ctx)
@@ -686,7 +679,7 @@ int cmd_top(int argc, char **argv)
 		goto restore;
 	if (plain)
 		sampler_describe(t.sampler, stderr);
-	t.start_ns = monotonic_ns();
+	t.start_ns = clock_monotonic_ns();
 	proc_rss(pytarget_proc(t.target), &t.rss_start);
 	t.marks[0].rss = t.rss_start;
 	if (plain) {

@@ -13,8 +13,6 @@ the repetition, so its pages are first touched inside leak(), on the LEAK-LINE. 
 for the truth file and the RSS timeline.
 """
 import sys
-import threading
-import time
 
 import pmsgrowth
 
@@ -57,12 +55,7 @@ def main():
     elif mode == "heapchurn":
         pmsgrowth.run(leak, churn_heap, *args[2:], extra=extra)
     elif mode == "thread":
-        t = threading.Thread(target=pmsgrowth.run, args=args, kwargs={"extra": extra}, name="leaker")
-        t.daemon = True
-        t.start()
-        while t.is_alive():
-            churn()
-            time.sleep(0.004)
+        pmsgrowth.run_in_thread(args, extra, churn)
     else:
         sys.stderr.write("unknown mode %r\n" % mode)
         sys.exit(2)

@@ -11,8 +11,6 @@ thread and a third one churn too.
 See pmsgrowth.py for the truth file and the RSS timeline.
 """
 import sys
-import threading
-import time
 
 import pmsgrowth
 
@@ -41,12 +39,6 @@ def churn():
     return total
 
 
-def churn_forever():
-    while True:
-        churn()
-        time.sleep(0.002)
-
-
 def main():
     truth, timeline, lifetime, mode = pmsgrowth.parse_args(sys.argv, __doc__.split("\n\n")[0])
     args = (leak, churn, PERIOD, truth, timeline, lifetime)
@@ -54,15 +46,7 @@ def main():
     if mode is None:
         pmsgrowth.run(*args, extra=extra)
     elif mode == "thread":
-        t = threading.Thread(target=pmsgrowth.run, args=args, kwargs={"extra": extra}, name="leaker")
-        t.daemon = True
-        t.start()
-        other = threading.Thread(target=churn_forever, name="churner")
-        other.daemon = True
-        other.start()
-        while t.is_alive():
-            churn()
-            time.sleep(0.004)
+        pmsgrowth.run_in_thread(args, extra, churn, churners=1)
     else:
         sys.stderr.write("unknown mode %r\n" % mode)
         sys.exit(2)

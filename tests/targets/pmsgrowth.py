@@ -143,6 +143,26 @@ def run(leak, churn, period, truth_path, timeline_path, lifetime, extra=None, wa
     sys.stdout.flush()
 
 
+def run_in_thread(args, extra, churn, churners=0):
+    """run(*args) in a second Python thread ("leaker") while this one churns, and `churners` more
+    threads ("churner") churn too; returns when the leaker does."""
+    def churn_forever():
+        while True:
+            churn()
+            time.sleep(0.002)
+
+    t = threading.Thread(target=run, args=args, kwargs={"extra": extra}, name="leaker")
+    t.daemon = True
+    t.start()
+    for _ in range(churners):
+        c = threading.Thread(target=churn_forever, name="churner")
+        c.daemon = True
+        c.start()
+    while t.is_alive():
+        churn()
+        time.sleep(0.004)
+
+
 def parse_args(argv, usage):
     """TRUTH.json TIMELINE [LIFETIME_S] [MODE]"""
     if len(argv) < 3:

@@ -132,14 +132,15 @@ static void check_interpreter(const char *exe, uint64_t pool_size)
 	cr_assert_eq(pypools_pool_size(pp), pool_size, "%s", exe);
 	/* a str is not tracked by the GC: its block starts at the object */
 	cr_assert_eq(pypools_class_of(pp, k.str_addr), (int)class_of_size(k.str_size), "%s", exe);
-	cr_assert_eq(pypools_allocated(pp, k.str_addr, class_of_size(k.str_size)), 1, "%s", exe);
+	cr_assert_eq(pypools_allocated(pp, k.str_addr, class_of_size(k.str_size), NULL), 1, "%s",
+		     exe);
 	/* a tuple is: its block starts at its 16-byte GC header */
 	cr_assert_eq(pypools_class_of(pp, k.tuple_addr - 16), (int)class_of_size(k.tuple_size),
 		     "%s", exe);
-	cr_assert_eq(pypools_allocated(pp, k.tuple_addr - 16, class_of_size(k.tuple_size)), 1, "%s",
-		     exe);
+	cr_assert_eq(pypools_allocated(pp, k.tuple_addr - 16, class_of_size(k.tuple_size), NULL), 1,
+		     "%s", exe);
 	/* the wrong class is not allocated from this pool */
-	cr_assert_eq(pypools_allocated(pp, k.str_addr, class_of_size(k.str_size) + 1), 0);
+	cr_assert_eq(pypools_allocated(pp, k.str_addr, class_of_size(k.str_size) + 1, NULL), 0);
 	/* the next block of every class is free (the target sleeps: nothing moves) */
 	cr_assert_eq(pypools_next_blocks(pp, blocks), 0);
 	for (unsigned c = 0; c < PYPOOLS_CLASSES; c++) {
@@ -149,8 +150,8 @@ static void check_interpreter(const char *exe, uint64_t pool_size)
 			continue;
 		nblocks++;
 		cr_assert_eq(pypools_class_of(pp, blocks[c]), (int)c, "%s class %u", exe, c);
-		cr_assert_eq(pypools_allocated(pp, blocks[c], c), 0, "%s class %u", exe, c);
-		cr_assert_eq(pypools_next_block(pp, c, 0, &one), 0);
+		cr_assert_eq(pypools_allocated(pp, blocks[c], c, NULL), 0, "%s class %u", exe, c);
+		cr_assert_eq(pypools_next_block(pp, c, &one), 0);
 		cr_assert_eq(one, blocks[c]);
 	}
 	cr_assert_geq(nblocks, 10, "%s: only %u classes have a free block", exe, nblocks);
