@@ -67,6 +67,7 @@ enum pms_event_flags {
 	PMS_EVF_NO_FAULT = 1 << 4,     /* growth outside a page fault: no address known */
 	PMS_EVF_UNTRACKED = 1 << 5,    /* sampled allocation whose free cannot be seen (map full) */
 	PMS_EVF_SURVIVOR = 1 << 6,     /* growth charged to a stack by the survivor split */
+	PMS_EVF_NO_SURVIVOR = 1 << 7,  /* growth in pools that no survivor took (a pseudo-site) */
 };
 
 /* Why a range was released (PMS_EV_RELEASE). */

@@ -330,7 +330,9 @@ static size_t charge_site(struct profile *p, const struct pms_event *ev, size_t 
 	size_t stack = SIZE_MAX, site;
 	const char *pseudo = NULL;
 
-	if (ev->flags & PMS_EVF_NO_TSTATE) {
+	if (ev->flags & PMS_EVF_NO_SURVIVOR) {
+		pseudo = "<pymalloc, no survivor>";
+	} else if (ev->flags & PMS_EVF_NO_TSTATE) {
 		pseudo = "<no python thread>";
 	} else if (!ev->stack_id) {
 		pseudo = "<no python frame>";

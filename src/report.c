@@ -134,7 +134,7 @@ static void print_survivors_summary(FILE *out, const struct report_meta *m)
 	fprintf(out,
 		"Survivors: %llu sampled small objects followed (%llu watch arms, %llu thrown "
 		"away), %llu survived 1 s, %llu died; %s of growth in pymalloc's pools split among "
-		"the survivors' stacks, %s of it charged by first touch (no survivor yet); "
+		"the survivors' stacks, %s of it to <pymalloc, no survivor> (none yet); "
 		"watchpoints on %llu threads (%llu could not be watched), %llu traps\n",
 		(unsigned long long)m->counters[PMS_CNT_SURV_FOLLOWED],
 		(unsigned long long)m->counters[PMS_CNT_SURV_ARMS],
@@ -145,9 +145,11 @@ static void print_survivors_summary(FILE *out, const struct report_meta *m)
 		(unsigned long long)m->counters[PMS_CNT_SURV_UNWATCHED],
 		(unsigned long long)m->counters[PMS_CNT_WATCH_TRAPS]);
 	if (m->counters[PMS_CNT_SURV_HELD] && !m->counters[PMS_CNT_SURV_SURVIVED])
-		fprintf(out,
-			"Warning: no sampled small object survived: growth in pymalloc's pools is "
-			"charged by first touch, as with --events growth\n");
+		fprintf(
+		    out,
+		    "Warning: no sampled small object survived: growth in pymalloc's pools went "
+		    "to the pseudo-site <pymalloc, no survivor>; record longer to learn whose "
+		    "objects hold it\n");
 }
 
 static void print_alloc_summary(FILE *out, struct profile *p, const struct report_meta *m,

@@ -124,8 +124,10 @@ static void charge_survivor(void *ctx, const struct surv_charge *c)
 	ev.bytes = c->bytes;
 	ev.stack_id = c->stack_id;
 	ev.tid = c->tid;
-	ev.flags =
-	    (uint8_t)((c->flags & ~PMS_EVF_STACK_INLINE) | (c->survivor ? PMS_EVF_SURVIVOR : 0));
+	/* without a survivor the first toucher is a guess that under churn names the churn: the
+	 * growth goes to a pseudo-site that says no survivor took it */
+	ev.flags = (uint8_t)((c->flags & ~PMS_EVF_STACK_INLINE) |
+			     (c->survivor ? PMS_EVF_SURVIVOR : PMS_EVF_NO_SURVIVOR));
 	s->fn(&ev, PMS_EVENT_SIZE(0), s->ctx);
 }
 

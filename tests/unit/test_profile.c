@@ -94,6 +94,25 @@ Test(profile, growth_without_python_and_release_by_address, .init = start, .fini
 	profile_free(p);
 }
 
+/* survivors' pool growth that no survivor took: its own pseudo-site, whatever stack touched it
+ * first (under churn that stack is the churn's) */
+Test(profile, growth_no_survivor_took_goes_to_its_pseudo_site, .init = start, .fini = stop)
+{
+	struct profile *p = profile_new(target);
+	struct pms_event ev = growth(7, 0x40000, 16384, PMS_EVF_NO_SURVIVOR);
+	const struct profile_site *const *sites;
+	size_t n;
+
+	cr_assert_not_null(p);
+	ev.stack_id = 0x1234; /* the first toucher's, not charged */
+	cr_assert_eq(profile_add_event(p, &ev, PMS_EVENT_SIZE(0), 0.5), 0);
+	sites = profile_sites(p, &n);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(sites[0]->function, "<pymalloc, no survivor>");
+	cr_assert_eq(sites[0]->grown, 16384);
+	profile_free(p);
+}
+
 Test(profile, stacks_are_symbolized_once_and_lost_ones_counted, .init = start, .fini = stop)
 {
 	struct profile *p = profile_new(target);
