@@ -142,10 +142,12 @@ bench: all
 	$(Q)bench/overhead
 	$(Q)bench/attribution
 
-# The leak scenarios (bench/leaks/README.md): 14 patterns, one table of verdicts, about 8 min.
+# The leak scenarios (bench/leaks/README.md): 14 patterns, a table of verdicts per event source,
+# about 8 min per source.
+LEAK_EVENTS ?= growth,malloc,survivors
 bench-leaks: $(BIN)
 	$(Q)tools/host-setup.sh
-	$(Q)bench/leaks/run --pymemspy $(BIN)
+	$(Q)bench/leaks/run --events $(LEAK_EVENTS) --pymemspy $(BIN)
 
 # Two of them as a test (about 50 s): exits 1 when a verdict is wrong.
 bench-leaks-fast: $(BIN)
