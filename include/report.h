@@ -23,7 +23,8 @@ struct report_meta {
 	unsigned budget_per_sec; /* 0: no limit */
 	uint64_t rate;		 /* allocator sources: mean bytes between samples; 0 for growth */
 	char allocator[32];	 /* allocator sources: "glibc", "cpython 3.12"... */
-	double coverage; /* allocator sources: share of allocations the probes see; <0 unknown */
+	double coverage;    /* allocator sources: share of allocations the probes see; <0 unknown */
+	const char *attach; /* allocator sources, live: how the probes were attached; else NULL */
 	unsigned max_depth;
 	double profiler_cpu; /* seconds of CPU pymemspy used */
 	uint64_t profiler_max_rss;

@@ -23,9 +23,19 @@ enum sampler_source {
 	SAMPLER_SURVIVORS = 3, /* growth, with pymalloc's share split by surviving samples */
 };
 
+/* How the allocator sources' probes are attached: the best the kernel has (sessions, 6.13+;
+ * uprobe_multi links, 6.6+; perf uprobes), or from a given one down. */
+enum sampler_attach {
+	SAMPLER_ATTACH_AUTO,
+	SAMPLER_ATTACH_SESSION,
+	SAMPLER_ATTACH_MULTI,
+	SAMPLER_ATTACH_PERF,
+};
+
 struct sampler_opts {
 	enum sampler_source source;
-	unsigned max_depth;	 /* frames per stack, 1..PMS_MAX_DEPTH */
+	enum sampler_attach attach; /* allocator sources */
+	unsigned max_depth;	    /* frames per stack, 1..PMS_MAX_DEPTH */
 	unsigned budget_per_sec; /* growth: stack walks per second before sampling; 0: no limit */
 	uint64_t rate;		 /* allocator sources: mean bytes between samples */
 	unsigned max_live;	 /* allocator sources: sampled allocations followed (0: default) */
@@ -54,6 +64,13 @@ int sampler_poll(struct sampler *s, int timeout_ms);
 /* "growth", "malloc", "pymalloc", "survivors" -> source; *name gets the canonical name. 0 or
  * -EINVAL. */
 int sampler_parse_source(const char *text, enum sampler_source *out, const char **name);
+
+/* "session", "multi", "perf" -> how probes are attached. 0 or -EINVAL. */
+int sampler_parse_attach(const char *text, enum sampler_attach *out);
+
+/* How the allocator sources' probes were attached ("session", "multi", "perf"); NULL for the
+ * other sources. */
+const char *sampler_attach_name(const struct sampler *s);
 
 /* Tells the user, once attached, what an allocator source probes or what survivors watches,
  * what it costs, and what it cannot see. Nothing for growth. */

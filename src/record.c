@@ -64,7 +64,8 @@ static void usage(FILE *out)
 	fprintf(
 	    out,
 	    "Usage: pymemspy record --pid PID [--duration S] [--events SOURCE] [--max-depth N]\n"
-	    "                       [--budget N] [--rate BYTES] [--top N] [-o FILE [--force]]\n"
+	    "                       [--budget N] [--rate BYTES] [--attach MODE] [--top N]\n"
+	    "                       [-o FILE [--force]]\n"
 	    "                       [--until-confident] [--json]\n"
 	    "                       [--quiet] [--verbose]\n\n"
 	    "Attaches to a running CPython process with eBPF, charges the memory it grows to\n"
@@ -92,6 +93,10 @@ static void usage(FILE *out)
 	    "  -r, --rate BYTES     allocator sources: mean bytes between two sampled\n"
 	    "                       allocations (K, M suffixes; default %uK); an allocation\n"
 	    "                       of s bytes is sampled with chance 1-exp(-s/BYTES)\n"
+	    "      --attach MODE    allocator sources: attach the probes as uprobe 'session's\n"
+	    "                       (Linux 6.13+), uprobe_'multi' links (6.6+) or 'perf'\n"
+	    "                       uprobes, or the next one the kernel has (default: the\n"
+	    "                       best)\n"
 	    "  -n, --top N          sites in the text report (default %d)\n"
 	    "  -o, --output FILE    also write the recording to FILE as it goes (mode 0600);\n"
 	    "                       read it back with 'pymemspy report FILE'\n"
@@ -237,6 +242,7 @@ static void file_close(struct recording *r, const struct report_meta *meta)
 
 int cmd_record(int argc, char **argv)
 {
+	/* clang-format off: one option a line */
 	static const struct option opts[] = {
 	    {"pid", required_argument, NULL, 'p'},
 	    {"duration", required_argument, NULL, 'd'},
@@ -244,6 +250,7 @@ int cmd_record(int argc, char **argv)
 	    {"max-depth", required_argument, NULL, 'D'},
 	    {"budget", required_argument, NULL, 'B'},
 	    {"rate", required_argument, NULL, 'r'},
+	    {"attach", required_argument, NULL, 'A'},
 	    {"top", required_argument, NULL, 'n'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"quiet", no_argument, NULL, 'q'},
@@ -254,6 +261,7 @@ int cmd_record(int argc, char **argv)
 	    {"until-confident", no_argument, NULL, 'u'},
 	    {NULL, 0, NULL, 0},
 	};
+	/* clang-format on */
 	struct sampler_opts sopts = {.max_depth = PMS_MAX_DEPTH,
 				     .budget_per_sec = RECORD_DEFAULT_BUDGET,
 				     .rate = RECORD_DEFAULT_RATE};
@@ -285,7 +293,13 @@ int cmd_record(int argc, char **argv)
 			if (sampler_parse_source(optarg, &sopts.source, &meta.events))
 				return cli_usage_error("record",
 						       "--events: the sources are 'growth', "
+						       "'survivors', "
 						       "'malloc' and 'pymalloc'");
+			break;
+		case 'A':
+			if (sampler_parse_attach(optarg, &sopts.attach))
+				return cli_usage_error("record", "--attach: 'session', 'multi' or "
+								 "'perf'");
 			break;
 		case 'r':
 			if (cli_parse_bytes(optarg, PMS_RATE_MIN, PMS_RATE_MAX, &sopts.rate))
@@ -430,6 +444,7 @@ int cmd_record(int argc, char **argv)
 		snprintf(meta.allocator, sizeof(meta.allocator), "%s",
 			 sampler_probes(r.sampler)->allocator);
 		meta.coverage = sampler_probes(r.sampler)->coverage;
+		meta.attach = sampler_attach_name(r.sampler);
 	}
 	sampler_close(r.sampler);
 	r.sampler = NULL;

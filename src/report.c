@@ -563,6 +563,8 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	if (allocator_source(m)) {
 		json_kv_uint(j, "rate", m->rate);
 		json_kv_string(j, "allocator", m->allocator);
+		if (m->attach)
+			json_kv_string(j, "attach", m->attach);
 		json_key(j, "coverage");
 		if (m->coverage >= 0)
 			json_double(j, m->coverage);

@@ -454,7 +454,12 @@ static int open_alloc(struct sampler *s, struct pytarget *t, const struct sample
 	    &s->probes, err);
 	if (ret)
 		return ret;
-	for (enum attach_mode mode = ATTACH_SESSION; mode < ATTACH_PERF; mode++) {
+	/* SAMPLER_ATTACH_X is attach_mode X + 1; AUTO starts at the best */
+	enum attach_mode first = opts->attach == SAMPLER_ATTACH_AUTO
+				     ? ATTACH_SESSION
+				     : (enum attach_mode)(opts->attach - 1);
+
+	for (enum attach_mode mode = first; mode < ATTACH_PERF; mode++) {
 		bool loaded;
 
 		ret = load_alloc(s, t, opts, mode, err);
@@ -536,6 +541,25 @@ int sampler_parse_source(const char *text, enum sampler_source *out, const char 
 		if (strcmp(text, names[i]) == 0) {
 			*out = (enum sampler_source)i;
 			*name = names[i];
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* indexed by enum attach_mode */
+static const char *const attach_names[] = {"session", "multi", "perf"};
+
+const char *sampler_attach_name(const struct sampler *s)
+{
+	return s->alloc ? attach_names[s->mode] : NULL;
+}
+
+int sampler_parse_attach(const char *text, enum sampler_attach *out)
+{
+	for (size_t i = 0; i < sizeof(attach_names) / sizeof(attach_names[0]); i++) {
+		if (strcmp(text, attach_names[i]) == 0) {
+			*out = (enum sampler_attach)(i + 1);
 			return 0;
 		}
 	}

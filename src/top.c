@@ -586,8 +586,9 @@ int cmd_top(int argc, char **argv)
 				if (!strcmp(optarg, sources[i].name))
 					t.source = &sources[i];
 			if (!t.source)
-				return cli_usage_error("top", "--events: the sources are 'growth', "
-							      "'malloc' and 'pymalloc'");
+				return cli_usage_error("top",
+						       "--events: the sources are 'growth', "
+						       "'survivors', 'malloc' and 'pymalloc'");
 			break;
 		case 'r':
 			if (cli_parse_bytes(optarg, PMS_RATE_MIN, PMS_RATE_MAX, &sopts.rate))

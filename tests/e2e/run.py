@@ -1809,6 +1809,7 @@ RECORD_USAGE_ERRORS = [
     ["record", "--pid", "1", "--events", "malloc", "--rate", "10"],
     ["record", "--pid", "1", "--events", "malloc", "--rate", "63"],
     ["record", "--pid", "1", "--events", "pymalloc", "--rate", "0"],
+    ["record", "--pid", "1", "--events", "malloc", "--attach", "uprobe"],
     ["record", "--pid", "1", "--events", "malloc", "--rate", "-4096"],
     ["record", "--pid", "1", "--events", "malloc", "--rate", "abc"],
     ["record", "--pid", "1", "--events", "malloc", "--rate", "65M"],
@@ -2889,10 +2890,11 @@ def start_alloc_target(ctx, python, script, *args, env_extra=None):
     return p, truth
 
 
-def alloc_record(ctx, p, truth, events, rate=None, duration=30.0, stop=True):
+def alloc_record(ctx, p, truth, events, rate=None, duration=30.0, stop=True, extra=()):
     """Start record, wait until it is attached, say go, wait until the work is done; then (stop)
     SIGINT it, or let --duration end it. Returns (run, done)."""
     args = ["record", "--pid", str(truth["pid"]), "--events", events, "--duration", "%g" % duration, "--json"]
+    args += list(extra)
     if rate is not None:
         args += ["--rate", str(rate)]
     b = ctx.start_bin(args)
@@ -3050,18 +3052,23 @@ def check_known(r, doc, truth, done, events, rate, partial):
     return problems, notes
 
 
-def case_alloc_known(ctx, python, iid, events, rate=None, preload=None):
+def case_alloc_known(ctx, python, iid, events, rate=None, preload=None, attach=None):
     """record --events malloc|pymalloc on alloc_known.py: see check_known. preload: (library path,
-    allocator name) of a malloc loaded in libc's place with LD_PRELOAD, which must be the one probed."""
+    allocator name) of a malloc loaded in libc's place with LD_PRELOAD, which must be the one probed.
+    attach: record --attach MODE (the fallbacks for older kernels, which this one would not pick),
+    which sampling.attach must then name."""
     mode = "tailcalls" if preload == "tailcalls" else "malloc" if events == "malloc" else "pymalloc"
     if preload == "tailcalls":
         preload = None
     p, truth = start_alloc_target(ctx, python, "alloc_known.py", mode, 60,
                                   env_extra={"LD_PRELOAD": preload[0]} if preload else None)
-    r, done = alloc_record(ctx, p, truth, events, rate)
+    r, done = alloc_record(ctx, p, truth, events, rate, extra=["--attach", attach] if attach else [])
     doc = parse_report(r, truth["pid"], truth, events=events)
     rate = rate or ALLOC_RATE_DEFAULT
     problems = check_alloc_shape(doc, events, rate)
+    got_attach = (doc.get("sampling") or {}).get("attach")
+    if got_attach != (attach or "session"):
+        problems.append("sampling.attach is %r, want %r" % (got_attach, attach or "session"))
     if preload and (doc.get("sampling") or {}).get("allocator") != preload[1]:
         problems.append("sampling.allocator is %r, want %r (LD_PRELOAD=%s)"
                         % ((doc.get("sampling") or {}).get("allocator"), preload[1], preload[0]))
@@ -3243,6 +3250,14 @@ def record_cases():
                                   (path, iid, "malloc", None, (full, name)), needs=path, cost=6))
         cases.append(Case("record/pymalloc/known/" + iid, case_alloc_known, (path, iid, "pymalloc", 4096),
                           needs=path, cost=7))
+        if iid == "3.12.1":  # the attach modes of older kernels: uprobe_multi (6.6+), perf uprobes
+            for events, attach, rate in (("malloc", "multi", None), ("malloc", "perf", None),
+                                         ("pymalloc", "perf", 4096)):
+                cases.append(Case("record/%s/attach-%s/%s" % (events, attach, iid), case_alloc_known,
+                                  (path, iid, events, rate, None, attach), needs=path, cost=7))
+            # without sessions, nesting is told by a depth and the stack pointer, not return addresses
+            cases.append(Case("record/malloc/tailcalls-perf/" + iid, case_alloc_known,
+                              (path, iid, "malloc", None, "tailcalls", "perf"), needs=path, cost=6))
         cases.append(Case("record/malloc/nogil/" + iid, case_alloc_nogil, (path,), needs=path, cost=6))
     for iid in ("3.12.1",):
         cases.append(Case("record/malloc/killed/" + iid, case_alloc_killed, (interp(iid),), needs=interp(iid), cost=6))
