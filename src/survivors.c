@@ -26,10 +26,10 @@
 #define SURV_MAX_HELD	 65536 /* growth events in pools waiting for a survivor */
 /* An armed block nobody takes for this long: arm another (allocations come in bursts). */
 #define SURV_MISS_NS	     50000000ull
-#define SURV_TICK_MS	     5		   /* how often the armer looks at its slots */
-#define SURV_FOLLOW_AFTER_NS 3000000ull	   /* a live GC sample: watch its type word from then */
-#define SURV_CHECK_SLACK_NS  250000000ull  /* after the watch let go, before the final check */
-#define SURV_MAX_HOLD_NS     5000000000ull /* growth waits this long for a first survivor */
+#define SURV_TICK_MS	     5		    /* how often the armer looks at its slots */
+#define SURV_FOLLOW_AFTER_NS 3000000ull	    /* a live GC sample: watch its type word from then */
+#define SURV_CHECK_SLACK_NS  250000000ull   /* after the watch let go, before the final check */
+#define SURV_MAX_HOLD_NS     10000000000ull /* growth waits this long for a first survivor */
 /* Where a watch points while nothing is armed: below mmap_min_addr, never written. */
 #define SURV_IDLE_ADDR 0x8ULL
 
@@ -648,8 +648,9 @@ static double uniform(struct survivors *s)
 	return (double)((s->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
 }
 
-/* No survivor yet: a page held SURV_MAX_HOLD_NS goes to its first toucher now. Held to the end,
- * a warm-up's pages would all be charged at the end, a burst of growth where there was none. */
+/* No survivor yet: a page held SURV_MAX_HOLD_NS is charged now, by fn (the sampler sends it to
+ * the pseudo-site <pymalloc, no survivor>). Held to the end, a warm-up's pages would all be
+ * charged at the end, a burst of growth where there was none. */
 static void expire_held(struct survivors *s, uint64_t now_ns, surv_charge_fn fn, void *ctx)
 {
 	size_t kept = 0;

@@ -1012,10 +1012,14 @@ NO_PY_THREAD = "<no python thread>"  # growth in threads Python does not know
 STOP_MESSAGE = re.compile(r"exit|ended|gone|terminat|finish", re.I)
 
 
+NO_SURVIVOR = "<pymalloc, no survivor>"  # survivors: pool growth that no sampled object took
+
+
 def is_special(name):
     """Sites with no Python frame to name ("<no python thread>"; "<no python frame>" for a thread
-    with no frame yet or any more): no file, line or stack required."""
-    return isinstance(name, str) and name.startswith("<no python")
+    with no frame yet or any more; survivors' "<pymalloc, no survivor>"): no file, line or stack
+    required."""
+    return isinstance(name, str) and (name.startswith("<no python") or name == NO_SURVIVOR)
 
 
 class Timeline:
