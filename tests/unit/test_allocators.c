@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "allocators.h"
+#include "pyspawn.h"
 
 #define PYENV  "/root/.pyenv/versions/"
 #define LIBDIR "/usr/lib/x86_64-linux-gnu/"
@@ -76,46 +77,6 @@ Test(allocators, entry_skip_walks_only_verified_forms)
 }
 
 /* ---- against real interpreters ---- */
-
-/* Starts exe sleeping (with an optional flag and one environment variable NAME=VALUE) and waits
- * until it has initialised. The target dies with the test process, even on a failed assert. */
-static pid_t start_python(const char *exe, const char *flag, const char *env)
-{
-	int fds[2];
-	pid_t pid;
-	char buf[6];
-
-	if (access(exe, X_OK) != 0)
-		cr_skip_test("%s is not installed", exe);
-	cr_assert_eq(pipe(fds), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		const char *code = "import sys, time; sys.stdout.write('ready\\n'); "
-				   "sys.stdout.flush(); time.sleep(60)";
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fds[1], 1);
-		close(fds[0]);
-		if (env)
-			putenv((char *)env);
-		if (flag)
-			execl(exe, exe, flag, "-c", code, (char *)NULL);
-		else
-			execl(exe, exe, "-c", code, (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
-	cr_assert_eq(read(fds[0], buf, sizeof(buf)), 6, "%s did not start", exe);
-	close(fds[0]);
-	return pid;
-}
-
-static void stop_python(pid_t pid)
-{
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-}
 
 /* The file offset of sym in path, computed here with libelf (symbol tables, then the PT_LOAD
  * segment holding it), independently of the code under test. Symbols may come from another file
@@ -301,7 +262,7 @@ static void check_interpreter(const char *exe, enum py_kind kind)
 	struct pytarget *t = NULL;
 	struct alloc_probes ap;
 	const struct alloc_probe *m, *f;
-	pid_t pid = start_python(exe, NULL, NULL);
+	pid_t pid = pyspawn_ready(exe, NULL, NULL);
 	char dbg[256];
 
 	cr_assert_eq(pytarget_open(pid, &t, &err), 0, "%s: %s", exe, err.msg);
@@ -353,7 +314,7 @@ static void check_interpreter(const char *exe, enum py_kind kind)
 			  probe_named(&ap, "_PyObject_Realloc")->null_delegates);
 	allocators_free(&ap);
 	cr_assert_eq(ap.n, 0);
-	stop_python(pid);
+	pyspawn_stop(pid);
 	pytarget_close(t);
 }
 
@@ -397,7 +358,7 @@ Test(allocators, tables_changed_at_startup)
 	struct pms_error err = {{0}};
 	struct pytarget *t = NULL;
 	struct alloc_probes ap;
-	pid_t pid = start_python(exe, "-Xtracemalloc", NULL);
+	pid_t pid = pyspawn_ready(exe, "-Xtracemalloc", NULL);
 
 	cr_assert_eq(pytarget_open(pid, &t, &err), 0, "%s", err.msg);
 	cr_assert_eq(allocators_find(t, ALLOC_SOURCE_PYMALLOC, &ap, &err), 0, "%s", err.msg);
@@ -407,10 +368,10 @@ Test(allocators, tables_changed_at_startup)
 	cr_assert_null(probe_named(&ap, "_PyObject_Malloc"));
 	cr_assert(strstr(ap.note, "tracemalloc"), "note: %s", ap.note);
 	allocators_free(&ap);
-	stop_python(pid);
+	pyspawn_stop(pid);
 	pytarget_close(t);
 
-	pid = start_python(exe, NULL, "PYTHONMALLOC=malloc");
+	pid = pyspawn_ready(exe, NULL, "PYTHONMALLOC=malloc");
 	cr_assert_eq(pytarget_open(pid, &t, &err), 0, "%s", err.msg);
 	cr_assert_eq(allocators_find(t, ALLOC_SOURCE_PYMALLOC, &ap, &err), 0, "%s", err.msg);
 	check_probes(t, &ap);
@@ -418,7 +379,7 @@ Test(allocators, tables_changed_at_startup)
 	cr_assert(probe_named(&ap, "_PyMem_RawMalloc"));
 	cr_assert(strstr(ap.note, "pymalloc is off"), "note: %s", ap.note);
 	allocators_free(&ap);
-	stop_python(pid);
+	pyspawn_stop(pid);
 	pytarget_close(t);
 }
 
@@ -445,10 +406,10 @@ Test(allocators, preloaded_allocators)
 		if (access(libs[i].lib, R_OK) != 0)
 			continue;
 		snprintf(env, sizeof(env), "LD_PRELOAD=%s", libs[i].lib);
-		pid = start_python(exe, NULL, env);
+		pid = pyspawn_ready(exe, NULL, env);
 		cr_assert_eq(pytarget_open(pid, &t, &err), 0, "%s", err.msg);
 		check_malloc(t, libs[i].name, libs[i].name);
-		stop_python(pid);
+		pyspawn_stop(pid);
 		pytarget_close(t);
 		ran++;
 	}

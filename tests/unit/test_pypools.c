@@ -10,6 +10,7 @@
 
 #include "pypools.h"
 #include "pytarget.h"
+#include "pyspawn.h"
 
 #define PYENV "/root/.pyenv/versions/"
 
@@ -67,48 +68,22 @@ struct kept {
  * (sys.getsizeof, which counts a GC-tracked object's GC header) from its first line. */
 static pid_t start_python(const char *exe, const char *env, struct kept *k)
 {
-	int fds[2];
-	pid_t pid;
+	const char *code = "import sys, time\n"
+			   "s = 'kept-%d' % 12345678901234\n"
+			   "t = (s, 1.5)\n"
+			   "junk = [str(i) * 3 for i in range(20000)]\n"
+			   "print(id(s), sys.getsizeof(s), id(t), sys.getsizeof(t), flush=True)\n"
+			   "time.sleep(60)\n";
 	char line[256] = "";
 	FILE *in;
+	pid_t pid = pyspawn(exe, NULL, env, code, &in);
 
-	if (access(exe, X_OK) != 0)
-		cr_skip_test("%s is not installed", exe);
-	cr_assert_eq(pipe(fds), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		const char *code =
-		    "import sys, time\n"
-		    "s = 'kept-%d' % 12345678901234\n"
-		    "t = (s, 1.5)\n"
-		    "junk = [str(i) * 3 for i in range(20000)]\n"
-		    "print(id(s), sys.getsizeof(s), id(t), sys.getsizeof(t), flush=True)\n"
-		    "time.sleep(60)\n";
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fds[1], 1);
-		close(fds[0]);
-		if (env)
-			putenv((char *)env);
-		execl(exe, exe, "-c", code, (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
-	in = fdopen(fds[0], "r");
-	cr_assert_not_null(in);
 	cr_assert_not_null(fgets(line, sizeof(line), in), "%s did not start", exe);
 	fclose(in);
 	cr_assert_eq(sscanf(line, "%lu %lu %lu %lu", &k->str_addr, &k->str_size, &k->tuple_addr,
 			    &k->tuple_size),
 		     4, "%s printed %s", exe, line);
 	return pid;
-}
-
-static void stop_python(pid_t pid)
-{
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
 }
 
 static unsigned class_of_size(uint64_t size)
@@ -159,7 +134,7 @@ static void check_interpreter(const char *exe, uint64_t pool_size)
 	cr_assert_eq(pypools_class_of(pp, (uint64_t)(uintptr_t)&k), -1);
 	pypools_free(pp);
 	pytarget_close(t);
-	stop_python(pid);
+	pyspawn_stop(pid);
 }
 
 Test(pypools, pyenv_3_8)
@@ -205,5 +180,5 @@ Test(pypools, no_pymalloc_is_refused_with_exit_5)
 	cr_assert(strstr(err.msg, "pymalloc"), "%s", err.msg);
 	cr_assert_eq(pms_exit_code(-PMS_EUNSUPPORTED), PMS_EXIT_UNSUPPORTED);
 	pytarget_close(t);
-	stop_python(pid);
+	pyspawn_stop(pid);
 }

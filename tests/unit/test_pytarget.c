@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "pytarget.h"
+#include "pyspawn.h"
 
 Test(pytarget, parses_interpreter_file_names)
 {
@@ -47,40 +48,6 @@ Test(pytarget, parses_interpreter_file_names)
 		     -ENOENT);
 }
 
-/* Starts an interpreter that sleeps, waits until it has initialised, and opens it. */
-static pid_t start_python(const char *exe)
-{
-	int fds[2];
-	pid_t pid;
-	char buf[6];
-
-	if (access(exe, X_OK) != 0)
-		cr_skip_test("%s is not installed", exe);
-	cr_assert_eq(pipe(fds), 0);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		dup2(fds[1], 1);
-		close(fds[0]);
-		/* Python 2 syntax too: the unsupported versions must start */
-		execl(exe, exe, "-c",
-		      "import sys, time; sys.stdout.write('ready\\n'); sys.stdout.flush(); "
-		      "time.sleep(60)",
-		      (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
-	cr_assert_eq(read(fds[0], buf, sizeof(buf)), 6, "%s did not start", exe);
-	close(fds[0]);
-	return pid;
-}
-
-static void stop_python(pid_t pid)
-{
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-}
-
 struct expect {
 	const char *exe;
 	const char *version_prefix;
@@ -91,10 +58,10 @@ static void check_version(const struct expect *e)
 {
 	struct pms_error err = {{0}};
 	struct pytarget *t = NULL;
-	pid_t pid = start_python(e->exe);
+	pid_t pid = pyspawn_ready(e->exe, NULL, NULL);
 	int ret = pytarget_open(pid, &t, &err);
 
-	stop_python(pid);
+	pyspawn_stop(pid);
 	cr_assert_eq(ret, 0, "%s: %s", e->exe, err.msg);
 	cr_assert_eq(
 	    strncmp(pytarget_version(t)->text, e->version_prefix, strlen(e->version_prefix)), 0,
@@ -147,9 +114,9 @@ Test(pytarget, old_versions_are_unsupported)
 
 		if (access(exes[i], X_OK) != 0)
 			continue;
-		pid = start_python(exes[i]);
+		pid = pyspawn_ready(exes[i], NULL, NULL);
 		ret = pytarget_open(pid, &t, &err);
-		stop_python(pid);
+		pyspawn_stop(pid);
 		cr_assert_eq(ret, -PMS_EUNSUPPORTED, "%s: %d %s", exes[i], ret, err.msg);
 		cr_assert(strstr(err.msg, names[i]) != NULL, "%s", err.msg);
 	}
@@ -169,7 +136,7 @@ Test(pytarget, not_python)
 	}
 	usleep(100000);
 	ret = pytarget_open(pid, &t, &err);
-	stop_python(pid);
+	pyspawn_stop(pid);
 	cr_assert_eq(ret, -PMS_ENOTPYTHON, "%d %s", ret, err.msg);
 	cr_assert(strstr(err.msg, "not a Python process") != NULL, "%s", err.msg);
 }
