@@ -674,12 +674,12 @@ void surv_tick(struct survivors *s, uint64_t now_ns, surv_charge_fn fn, void *ct
 	double sum = 0;
 
 	check_pending(s, now_ns);
-	if (s->nheld && s->surviving_total <= 0) {
+	if (!s->nheld)
+		return;
+	if (s->surviving_total <= 0) {
 		expire_held(s, now_ns, fn, ctx);
 		return;
 	}
-	if (!s->nheld)
-		return;
 	for (size_t i = 0; i < s->nstacks; i++) {
 		sum += s->stacks[i].surviving;
 		s->cumulative[i] = sum;
