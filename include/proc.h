@@ -67,4 +67,7 @@ int proc_rss(const struct proc *p, uint64_t *bytes);
 /* True while the process exists, is not a zombie and is not exiting. */
 bool proc_alive(const struct proc *p);
 
+/* True when a thread of a process not opened is gone, a zombie, or exiting. */
+bool proc_task_exiting(pid_t pid, pid_t tid);
+
 #endif

@@ -187,31 +187,56 @@ const struct proc_map *proc_map_find(const struct proc *p, uint64_t addr)
 	return NULL;
 }
 
-bool proc_alive(const struct proc *p)
+/* The state letter and flags of a thread (tid) or of the process (tid 0) from its stat file.
+ * 0, or -ESRCH when it is gone or unreadable. */
+static int read_stat(pid_t pid, pid_t tid, char *state, unsigned *flags)
 {
-	char path[64], buf[512], *close_paren;
-	unsigned flags = 0;
+	char path[96], buf[512], *close_paren;
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", p->pid);
+	if (tid)
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return false;
+		return -ESRCH;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return false;
+		return -ESRCH;
 	buf[n] = '\0';
-	close_paren = strrchr(buf, ')');
-	if (!close_paren || close_paren[1] != ' ' || close_paren[2] == 'Z' || close_paren[2] == 'X')
-		return false;
-	/* state ppid pgrp session tty_nr tpgid flags: an exiting process (PF_EXITING) has
-	 * already lost, or is losing, its memory and files */
-	if (sscanf(close_paren + 2, "%*c %*d %*d %*d %*d %*d %u", &flags) == 1 &&
-	    (flags & PROC_PF_EXITING))
-		return false;
-	return true;
+	close_paren = strrchr(buf, ')'); /* comm may contain spaces and parentheses */
+	if (!close_paren || close_paren[1] != ' ')
+		return -ESRCH;
+	*state = close_paren[2];
+	/* state ppid pgrp session tty_nr tpgid flags */
+	*flags = 0;
+	if (sscanf(close_paren + 2, "%*c %*d %*d %*d %*d %*d %u", flags) != 1)
+		*flags = 0;
+	return 0;
+}
+
+/* Gone, a zombie, or exiting (PF_EXITING: it has already lost, or is losing, its memory and
+ * files). */
+static bool stat_ended(pid_t pid, pid_t tid)
+{
+	unsigned flags;
+	char state;
+
+	return read_stat(pid, tid, &state, &flags) != 0 || state == 'Z' || state == 'X' ||
+	       (flags & PROC_PF_EXITING);
+}
+
+bool proc_alive(const struct proc *p)
+{
+	return !stat_ended(p->pid, 0);
+}
+
+bool proc_task_exiting(pid_t pid, pid_t tid)
+{
+	return stat_ended(pid, tid);
 }
 
 static int read_mem_file(struct proc *p, uint64_t addr, void *buf, size_t len)
@@ -360,23 +385,10 @@ char proc_task_state(const struct proc *p, pid_t tid)
 
 char proc_task_state_of(pid_t pid, pid_t tid)
 {
-	char path[96], buf[512], *close_paren;
-	ssize_t n;
-	int fd;
+	unsigned flags;
+	char state;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return '?';
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return '?';
-	buf[n] = '\0';
-	close_paren = strrchr(buf, ')'); /* comm may contain spaces and parentheses */
-	if (!close_paren || close_paren[1] != ' ')
-		return '?';
-	return close_paren[2];
+	return read_stat(pid, tid, &state, &flags) == 0 ? state : '?';
 }
 
 int proc_rss(const struct proc *p, uint64_t *bytes)

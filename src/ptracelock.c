@@ -54,8 +54,9 @@ static int seize_new_threads(struct ptracelock *lk)
 		if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) != 0) {
 			int e = errno;
 
-			if (e == ESRCH)
-				continue; /* the thread exited meanwhile */
+			/* the thread exited meanwhile (an exiting one refuses with EPERM) */
+			if (e == ESRCH || (e == EPERM && proc_task_exiting(lk->pid, tid)))
+				continue;
 			closedir(d);
 			return -e;
 		}
