@@ -168,6 +168,7 @@ struct pms_watch_arm {
 #define PMS_COOKIE_FN_MASK	  0xffffULL
 #define PMS_COOKIE_NULL_DELEGATES (1ULL << 16) /* realloc(NULL, n) tail-calls a probed malloc */
 #define PMS_COOKIE_FUNC_SHIFT	  32	       /* which probed function: its index + 1 */
+#define PMS_MAX_PROBES		  16	       /* probed allocator functions, at most */
 
 /* ---- Sampling allocations by bytes (shared so that user space computes the same numbers) ----
  *

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "errors.h"
+#include "hostcost.h"
 
 /* The capabilities pymemspy cares about (their numbers in linux/capability.h). */
 enum host_cap {
@@ -27,6 +28,7 @@ enum host_need {
 	HOST_NEED_BPF = 1u << 1,	 /* load tracing BPF programs (BTF, bpf(), ring buffers) */
 	HOST_NEED_TRACEPOINTS = 1u << 2, /* the memory tracepoints of --events growth (tracefs) */
 	HOST_NEED_UPROBES = 1u << 3,	 /* uprobes on the target's allocator functions */
+	HOST_NEED_WATCHPOINTS = 1u << 4, /* hardware write watchpoints that trap (survivors) */
 };
 
 /* What each mode needs. record also reads the target's memory (to find the interpreter and name
@@ -34,6 +36,7 @@ enum host_need {
 #define HOST_NEEDS_DUMP	     HOST_NEED_PTRACE
 #define HOST_NEEDS_GROWTH    (HOST_NEED_PTRACE | HOST_NEED_BPF | HOST_NEED_TRACEPOINTS)
 #define HOST_NEEDS_ALLOCATOR (HOST_NEED_PTRACE | HOST_NEED_BPF | HOST_NEED_UPROBES)
+#define HOST_NEEDS_SURVIVORS (HOST_NEEDS_GROWTH | HOST_NEED_WATCHPOINTS)
 
 /* The outcome of one check. */
 enum host_status {
@@ -58,8 +61,22 @@ struct host_check {
 enum host_probe_flag {
 	HOST_PROBE_MOUNT =
 	    1u << 0, /* mount tracefs at /sys/kernel/tracing when absent and allowed */
-	HOST_PROBE_SELFTEST = 1u << 1, /* also load, attach and trigger doctor's BPF programs */
+	HOST_PROBE_SELFTEST = 1u << 1, /* also load, attach and trigger doctor's BPF programs, and
+					* time a uprobe trap */
 };
+
+/* What the features cost here, as far as the report measured them (the watchpoint self-test
+ * runs whenever HOST_NEED_WATCHPOINTS is asked; the uprobe timing with HOST_PROBE_SELFTEST). */
+struct host_costs {
+	bool uprobe_measured;
+	struct hostcost_uprobe uprobe;
+	bool watch_measured; /* the watchpoint could be opened and written */
+	struct hostcost_watch watch;
+};
+
+/* The CPU's model name (from /proc/cpuinfo, "unknown" when absent) and whether the kernel runs
+ * under a hypervisor (the cpu flag): the host facts every figure should carry. */
+void host_cpu(char *model, size_t len, bool *hypervisor);
 
 /* The results of the checks serving some needs, taken once (opaque). */
 struct host_report;
@@ -77,6 +94,8 @@ size_t host_report_count(const struct host_report *r);
 const struct host_check *host_report_check(const struct host_report *r, size_t i);
 /* The effective capabilities (bit n = capability n) the checks were judged against. */
 uint64_t host_report_caps(const struct host_report *r);
+/* The trap costs the checks measured (valid until the report is freed). */
+const struct host_costs *host_report_costs(const struct host_report *r);
 /* Whether a mode needing `needs` can run, judged from the report: 0 when it can, -EPERM when
  * only privileges are missing, -PMS_ENOFEATURE when the host lacks something. `reason` always
  * receives one sentence: why not, or a caveat ("only processes of uid 1000"), or that all is
@@ -103,6 +122,10 @@ int host_tracepoint_exists(const char *category, const char *event);
  * the ring buffer. 0 when both did; else -EPERM, -PMS_ENOFEATURE, -ETIME (attached but no event)
  * or another -errno, with a message saying which part failed. Takes well under a second. */
 int host_selftest(struct pms_error *err);
+
+/* The file (as this process sees it) and file offset where `addr`, code of this process, is
+ * mapped: what a uprobe on our own code takes, symbol or not. 0, -ENOENT or -errno. */
+int host_self_code_offset(uintptr_t addr, char *path, size_t path_len, uint64_t *off);
 
 /* Effective capabilities of the calling thread (capget), bit n = capability n. 0 or -errno. */
 int host_caps_self(uint64_t *mask);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "overhead.h"
 #include "profile.h"
 #include "pymemspy.h"
 #include "pytarget.h"
@@ -31,7 +32,9 @@ struct report_meta {
 	uint64_t bpf_map_bytes;
 	uint64_t profile_bytes;
 	const char *ended_by; /* "duration", "signal", "target exited" */
-	unsigned top;	      /* sites to show */
+	bool has_overhead;    /* uprobe sources, live: the predicted overhead */
+	struct overhead overhead;
+	unsigned top; /* sites to show */
 };
 
 /* Writes the plain-text report. */

@@ -11,6 +11,7 @@
 
 #include "allocators.h"
 #include "errors.h"
+#include "overhead.h"
 #include "pymemspy.h"
 #include "pytarget.h"
 
@@ -39,6 +40,8 @@ struct sampler_opts {
 	unsigned budget_per_sec; /* growth: stack walks per second before sampling; 0: no limit */
 	uint64_t rate;		 /* allocator sources: mean bytes between samples */
 	unsigned max_live;	 /* allocator sources: sampled allocations followed (0: default) */
+	double max_overhead_pct; /* allocator sources: stop the probes above this predicted
+				  * slowdown (% of one thread); 0: no bound */
 	bool verbose;		 /* show libbpf's messages */
 };
 
@@ -51,6 +54,12 @@ static inline bool sampler_is_allocator(enum sampler_source source)
 {
 	return source == SAMPLER_MALLOC || source == SAMPLER_PYMALLOC;
 }
+
+/* Whether this host and these privileges allow opts->source: 0, or -EPERM / -PMS_ENOFEATURE with
+ * a message naming the capability or the feature (for survivors: hardware watchpoints that
+ * trap, tested for real). sampler_open asks it too; callers ask first when they would
+ * otherwise leave something behind (a record file). */
+int sampler_require(const struct sampler_opts *opts, struct pms_error *err);
 
 /* Loads and attaches the programs of opts->source for the target. Errors (message in err): -EPERM
  * when a privilege is missing, -PMS_ENOFEATURE when the kernel lacks what they need. */
@@ -75,6 +84,16 @@ const char *sampler_attach_name(const struct sampler *s);
 /* Tells the user, once attached, what an allocator source probes or what survivors watches,
  * what it costs, and what it cannot see. Nothing for growth. */
 void sampler_describe(const struct sampler *s, FILE *out);
+
+/* Called about every poll with the seconds since attaching: the uprobe sources' predicted
+ * overhead is updated once a second, and the probes are detached when it passes
+ * max_overhead_pct. Returns 1 with a line for the user in note (the first prediction, or the
+ * stop), 0 when there is nothing to say, or a negative errno when the source cannot go on on
+ * this host (survivors' watchpoints that do not trap: -PMS_ENOFEATURE), with a message. */
+int sampler_check(struct sampler *s, double elapsed, char *note, size_t len, struct pms_error *err);
+
+/* The uprobe sources' overhead prediction, else NULL. */
+const struct overhead *sampler_overhead(const struct sampler *s);
 
 /* The probed allocator functions (allocator sources), else NULL. */
 const struct alloc_probes *sampler_probes(const struct sampler *s);

@@ -59,7 +59,8 @@ struct tui_header {
 	uint64_t sampled_out;
 	double window; /* seconds the rates cover */
 	size_t nsites;
-	bool show_alloc; /* the event source counts allocations */
+	bool show_alloc;  /* the event source counts allocations */
+	const char *note; /* the source's overhead prediction or stop, or NULL */
 };
 
 struct tui_view {

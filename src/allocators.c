@@ -38,10 +38,10 @@
 #include <string.h>
 
 #include "elffile.h"
+#include "pymemspy.h"
 #include "proc.h"
 
 /* Room for every probe of one source: 10 malloc-family functions, or 3 domains x 4. */
-#define MAX_PROBES 16
 
 /* Bytes of a function's start that the decoders look at. */
 #define CODE_WINDOW 64
@@ -534,7 +534,7 @@ static void add_probe(struct alloc_probes *out, enum alloc_fn fn, const char *sy
 	for (size_t i = 0; i < out->n; i++)
 		if (out->probes[i].offset == offset && strcmp(out->probes[i].path, host_path) == 0)
 			return;
-	if (out->n >= MAX_PROBES)
+	if (out->n >= PMS_MAX_PROBES)
 		return;
 	pr = &out->probes[out->n++];
 	pr->fn = fn;
@@ -1098,7 +1098,7 @@ int allocators_find(struct pytarget *t, enum alloc_source source, struct alloc_p
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	out->probes = calloc(MAX_PROBES, sizeof(*out->probes));
+	out->probes = calloc(PMS_MAX_PROBES, sizeof(*out->probes));
 	if (!out->probes)
 		return pms_error_set(err, ENOMEM, "out of memory");
 	switch (source) {

@@ -14,16 +14,24 @@
 #include "host.h"
 #include "json.h"
 
-#define ALL_NEEDS (HOST_NEED_PTRACE | HOST_NEED_BPF | HOST_NEED_TRACEPOINTS | HOST_NEED_UPROBES)
+#define ALL_NEEDS                                                                                  \
+	(HOST_NEED_PTRACE | HOST_NEED_BPF | HOST_NEED_TRACEPOINTS | HOST_NEED_UPROBES |            \
+	 HOST_NEED_WATCHPOINTS)
 
+enum mode_cost { COST_NONE, COST_GROWTH, COST_UPROBES, COST_WATCHPOINTS };
+
+/* calls_per_sec: a busy target's rate of probed calls, to put the trap cost in proportion */
 static const struct {
 	const char *name;
 	unsigned needs;
+	enum mode_cost cost;
+	double calls_per_sec;
 } modes[] = {
-    {"dump", HOST_NEEDS_DUMP},
-    {"record --events growth", HOST_NEEDS_GROWTH},
-    {"record --events malloc", HOST_NEEDS_ALLOCATOR},
-    {"record --events pymalloc", HOST_NEEDS_ALLOCATOR},
+    {"dump", HOST_NEEDS_DUMP, COST_NONE, 0},
+    {"record --events growth", HOST_NEEDS_GROWTH, COST_GROWTH, 0},
+    {"record --events survivors", HOST_NEEDS_SURVIVORS, COST_WATCHPOINTS, 0},
+    {"record --events malloc", HOST_NEEDS_ALLOCATOR, COST_UPROBES, 10000},
+    {"record --events pymalloc", HOST_NEEDS_ALLOCATOR, COST_UPROBES, 100000},
 };
 #define N_MODES (sizeof(modes) / sizeof(modes[0]))
 
@@ -34,6 +42,7 @@ static const int shown_caps[] = {HOST_CAP_BPF, HOST_CAP_PERFMON, HOST_CAP_SYS_PT
 struct verdict {
 	int err; /* 0, -EPERM or -PMS_ENOFEATURE */
 	char reason[512];
+	char cost[256]; /* what the mode costs the target here */
 };
 
 static bool verbose;
@@ -98,6 +107,47 @@ static const char *blocker_word(int err)
 	return NULL;
 }
 
+/* What mode i costs a target on this host, from the costs the checks measured. */
+static void describe_cost(size_t i, const struct host_costs *c, char *buf, size_t len)
+{
+	switch (modes[i].cost) {
+	case COST_NONE:
+		snprintf(buf, len,
+			 "no probes: reads the target's memory; --lock pauses it meanwhile");
+		return;
+	case COST_GROWTH:
+		snprintf(buf, len,
+			 "a BPF program per page fault and memory syscall of the target: nothing "
+			 "in steady state, in proportion to growth");
+		return;
+	case COST_WATCHPOINTS:
+		if (c->watch_measured && c->watch.trap_ns > 0)
+			snprintf(buf, len,
+				 "growth's, plus a watchpoint trap (%.1f us here) per write to a "
+				 "watched word: at most 100 arms/s, a few traps each",
+				 c->watch.trap_ns / 1e3);
+		else
+			snprintf(buf, len, "cannot run: hardware watchpoints do not trap here");
+		return;
+	case COST_UPROBES:
+		if (!c->uprobe_measured) {
+			snprintf(buf, len, "a uprobe trap per probed call (not measured here)");
+			return;
+		}
+		snprintf(buf, len,
+			 "a trap per probed call: %.1f to %.1f us, plus %.1f us on return, here; "
+			 "%.0f%% to %.0f%% of a thread at %.0f calls/s",
+			 c->uprobe.emulated_ns / 1e3, c->uprobe.sstep_ns / 1e3,
+			 c->uprobe.return_ns / 1e3,
+			 100 * hostcost_trap_share(c->uprobe.emulated_ns + c->uprobe.return_ns, 0,
+						   (uint64_t)modes[i].calls_per_sec, 0, 1),
+			 100 * hostcost_trap_share(c->uprobe.sstep_ns + c->uprobe.return_ns, 0,
+						   (uint64_t)modes[i].calls_per_sec, 0, 1),
+			 modes[i].calls_per_sec);
+		return;
+	}
+}
+
 static void print_text(const struct host_report *r, const struct utsname *uts,
 		       const struct verdict *v, int code)
 {
@@ -122,9 +172,12 @@ static void print_text(const struct host_report *r, const struct utsname *uts,
 		printf(" %s %s%s", host_cap_name(shown_caps[i]),
 		       host_cap_in(caps, shown_caps[i]) ? "yes" : "no", i + 1 < N_CAPS ? "," : "");
 	printf("; %s\n\nModes\n", geteuid() == 0 ? "root" : "not root");
-	for (size_t i = 0; i < N_MODES; i++)
+	for (size_t i = 0; i < N_MODES; i++) {
 		printf("  %-7s  %-*s  %s\n", v[i].err ? "cannot" : "ok", width, modes[i].name,
 		       v[i].reason);
+		if (!v[i].err)
+			printf("  %-7s  %-*s  cost: %s\n", "", width, "", v[i].cost);
+	}
 	if (code == PMS_EXIT_OK)
 		printf("\nEvery mode can run here.\n");
 	else if (code == PMS_EXIT_PRIVILEGE)
@@ -133,11 +186,22 @@ static void print_text(const struct host_report *r, const struct utsname *uts,
 		printf("\nSome modes cannot run on this host, whatever the privileges.\n");
 }
 
+static void json_cost(struct json *j, const char *key, bool known, double ns)
+{
+	json_key(j, key);
+	if (known)
+		json_uint(j, (uint64_t)(ns + 0.5));
+	else
+		json_null(j);
+}
+
 static int print_json(const struct host_report *r, const struct utsname *uts,
 		      const struct verdict *v, int code)
 {
 	uint64_t caps = host_report_caps(r);
-	char hex[32];
+	const struct host_costs *costs = host_report_costs(r);
+	char hex[32], cpu[256];
+	bool hypervisor;
 	struct json *j = json_new(stdout, isatty(STDOUT_FILENO));
 
 	if (!j)
@@ -147,6 +211,13 @@ static int print_json(const struct host_report *r, const struct utsname *uts,
 	json_kv_string(j, "kernel", uts->release);
 	json_kv_string(j, "machine", uts->machine);
 	json_kv_uint(j, "euid", geteuid());
+	host_cpu(cpu, sizeof(cpu), &hypervisor);
+	json_key(j, "host");
+	json_object_begin(j);
+	json_kv_string(j, "cpu_model", cpu);
+	json_kv_bool(j, "hypervisor", hypervisor);
+	json_kv_int(j, "cpus", sysconf(_SC_NPROCESSORS_ONLN));
+	json_object_end(j);
 
 	json_key(j, "checks");
 	json_array_begin(j);
@@ -181,6 +252,7 @@ static int print_json(const struct host_report *r, const struct utsname *uts,
 		json_kv_string(j, "name", modes[i].name);
 		json_kv_bool(j, "ok", v[i].err == 0);
 		json_kv_string(j, "reason", v[i].reason);
+		json_kv_string(j, "cost", v[i].cost);
 		json_key(j, "blocked_by");
 		if (blocker)
 			json_string(j, blocker);
@@ -189,6 +261,16 @@ static int print_json(const struct host_report *r, const struct utsname *uts,
 		json_object_end(j);
 	}
 	json_array_end(j);
+
+	/* in ns; null where not measured, and a watchpoint that does not trap costs nothing */
+	json_key(j, "costs");
+	json_object_begin(j);
+	json_cost(j, "uprobe_trap_ns", costs->uprobe_measured, costs->uprobe.sstep_ns);
+	json_cost(j, "uprobe_emulated_trap_ns", costs->uprobe_measured, costs->uprobe.emulated_ns);
+	json_cost(j, "uretprobe_trap_ns", costs->uprobe_measured, costs->uprobe.return_ns);
+	json_cost(j, "watchpoint_trap_ns", costs->watch_measured && costs->watch.trap_ns > 0,
+		  costs->watch.trap_ns);
+	json_object_end(j);
 	json_kv_int(j, "exit_code", code);
 	json_object_end(j);
 	json_free(j);
@@ -248,6 +330,7 @@ int cmd_doctor(int argc, char **argv)
 	}
 	for (size_t i = 0; i < N_MODES; i++) {
 		v[i].err = host_report_verdict(r, modes[i].needs, v[i].reason, sizeof(v[i].reason));
+		describe_cost(i, host_report_costs(r), v[i].cost, sizeof(v[i].cost));
 		host_fail |= v[i].err && v[i].err != -EPERM;
 		priv_fail |= v[i].err == -EPERM;
 	}

@@ -31,8 +31,9 @@
 #define LOCKDOWN	"/sys/kernel/security/lockdown"
 
 #define N_TRACEPOINTS (sizeof(tracepoints) / sizeof(tracepoints[0]))
-/* btf, bpf-syscall, ringbuf, 2 sysctls, lockdown, uprobes, tracefs, ptrace_scope, 2 self-tests */
-#define N_OTHER_CHECKS 11
+/* btf, bpf-syscall, ringbuf, 2 sysctls, lockdown, uprobes, tracefs, ptrace_scope, 2 self-tests,
+ * the uprobe trap's cost, the watchpoint self-test */
+#define N_OTHER_CHECKS 13
 #define MAX_CHECKS     32
 #define ROOT_HINT      "run as root (sudo)"
 
@@ -41,6 +42,7 @@ struct host_report {
 	uid_t euid;
 	size_t n;
 	struct host_check checks[MAX_CHECKS];
+	struct host_costs costs;
 };
 
 /* The tracepoints the growth event source attaches to; absent ones make it unable to run. */
@@ -652,7 +654,7 @@ static void selftest_fail(const struct selftest *st, struct host_check *c, int *
 
 /* The file and file offset where `addr` (code of this process) is mapped: the uprobe's target
  * when the binary was stripped of the symbol. */
-static int self_code_offset(uintptr_t addr, char *path, size_t path_len, uint64_t *off)
+int host_self_code_offset(uintptr_t addr, char *path, size_t path_len, uint64_t *off)
 {
 	struct proc *self = NULL;
 	const struct proc_map *m;
@@ -682,7 +684,7 @@ static int try_uprobe(long type)
 	uint64_t off = 0;
 	int fd, err;
 
-	err = self_code_offset((uintptr_t)&pms_host_selftest_target, path, sizeof(path), &off);
+	err = host_self_code_offset((uintptr_t)&pms_host_selftest_target, path, sizeof(path), &off);
 	if (err)
 		return err;
 	memset(&attr, 0, sizeof(attr));
@@ -749,7 +751,7 @@ static struct bpf_link *attach_self_uprobe(struct bpf_program *prog, char *how, 
 	if (err != -ENOENT && err != -ESRCH)
 		return NULL;
 	/* A stripped binary has no symbol to look up: locate the function's code ourselves. */
-	err = self_code_offset((uintptr_t)&pms_host_selftest_target, path, sizeof(path), &off);
+	err = host_self_code_offset((uintptr_t)&pms_host_selftest_target, path, sizeof(path), &off);
 	if (err) {
 		errno = -err;
 		return NULL;
@@ -948,6 +950,98 @@ int host_selftest(struct pms_error *err)
 	return 0;
 }
 
+/* ---- what the features cost here ---- */
+
+/* Whether hardware write watchpoints trap here, and what a trap costs. They can open and never
+ * trap (a hypervisor that does not pass the debug registers through): only a real write tells. */
+static void check_watchpoint(struct host_report *r)
+{
+	struct host_check *c = add_check(r, "selftest:watchpoint", HOST_NEED_WATCHPOINTS);
+	struct hostcost_watch *w = &r->costs.watch;
+	int err = hostcost_watchpoint(w);
+
+	if (err == -EACCES || err == -EPERM) {
+		set_result(c, HOST_DENIED, "perf_event_open(PERF_TYPE_BREAKPOINT) refused: %s",
+			   strerror(-err));
+		set_advice(c, "grant CAP_PERFMON, or %s", ROOT_HINT);
+	} else if (err == -ENOSPC) {
+		set_result(
+		    c, HOST_MISSING,
+		    "every debug register of this thread is taken (a debugger's watchpoints?)");
+		set_advice(c, "--events survivors needs one; use --events growth or malloc");
+	} else if (err) {
+		set_result(c, HOST_MISSING, "no hardware breakpoints: perf_event_open: %s",
+			   strerror(-err));
+		set_advice(c, "--events survivors needs them; use --events growth or malloc");
+	} else if (w->traps * 2 < w->writes) {
+		r->costs.watch_measured = true;
+		set_result(c, HOST_MISSING,
+			   "a write watchpoint on a variable of ours opened, but %llu of %u writes "
+			   "trapped: hardware watchpoints do not work on this host",
+			   (unsigned long long)w->traps, w->writes);
+		set_advice(c, "--events survivors needs them; use --events growth or malloc");
+	} else {
+		r->costs.watch_measured = true;
+		set_result(c, HOST_OK,
+			   "a write watchpoint on a variable of ours trapped on %llu of %u writes, "
+			   "%.1f us a trap",
+			   (unsigned long long)w->traps, w->writes, w->trap_ns / 1e3);
+	}
+}
+
+/* What one uprobe trap costs here: the allocator sources pay it on every probed call. */
+static void check_uprobe_cost(struct host_report *r)
+{
+	struct host_check *c = add_check(r, "cost:uprobe-trap", HOST_NEED_UPROBES);
+	struct hostcost_uprobe *u = &r->costs.uprobe;
+	long type;
+	int err;
+
+	if (!check_ok(r, "uprobes")) {
+		set_result(c, HOST_SKIPPED, "not run: needs uprobes");
+		return;
+	}
+	err = read_long(UPROBE_TYPE, &type);
+	if (!err)
+		err = hostcost_uprobe(type, u);
+	if (err) {
+		set_result(c, err == -EACCES || err == -EPERM ? HOST_DENIED : HOST_MISSING,
+			   "timing a uprobe on our own code failed: %s", strerror(-err));
+		return;
+	}
+	r->costs.uprobe_measured = true;
+	set_result(c, HOST_OK,
+		   "a uprobe trap costs %.2f us on an instruction run out of line, %.2f us on an "
+		   "emulated one; a return probe adds %.2f us",
+		   u->sstep_ns / 1e3, u->emulated_ns / 1e3, u->return_ns / 1e3);
+}
+
+void host_cpu(char *model, size_t len, bool *hypervisor)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[1024];
+
+	snprintf(model, len, "unknown");
+	*hypervisor = false;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':');
+
+		if (!colon)
+			continue;
+		if (!strncmp(line, "model name", 10) && !strcmp(model, "unknown")) {
+			colon += strspn(colon + 1, " \t") + 1;
+			colon[strcspn(colon, "\n")] = 0;
+			snprintf(model, len, "%s", colon);
+		} else if (!strncmp(line, "flags", 5)) {
+			*hypervisor = strstr(colon, " hypervisor") != NULL;
+			break; /* the first CPU says it */
+		}
+	}
+	fclose(f);
+}
+
 /* ---- reports and verdicts ---- */
 
 int host_report_new(unsigned needs, unsigned flags, struct host_report **out)
@@ -982,6 +1076,10 @@ int host_report_new(unsigned needs, unsigned flags, struct host_report **out)
 		check_ptrace_scope(r);
 	if ((flags & HOST_PROBE_SELFTEST) && (needs & (HOST_NEED_TRACEPOINTS | HOST_NEED_UPROBES)))
 		check_selftest(r, needs);
+	if ((flags & HOST_PROBE_SELFTEST) && (needs & HOST_NEED_UPROBES))
+		check_uprobe_cost(r);
+	if (needs & HOST_NEED_WATCHPOINTS)
+		check_watchpoint(r);
 	*out = r;
 	return 0;
 }
@@ -1004,6 +1102,11 @@ const struct host_check *host_report_check(const struct host_report *r, size_t i
 uint64_t host_report_caps(const struct host_report *r)
 {
 	return r->caps;
+}
+
+const struct host_costs *host_report_costs(const struct host_report *r)
+{
+	return &r->costs;
 }
 
 static void describe_check(const struct host_check *c, char *reason, size_t len)

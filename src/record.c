@@ -16,6 +16,7 @@
 #include "recfile.h"
 #include "pytarget.h"
 #include "report.h"
+#include "attachopts.h"
 #include "sampler.h"
 
 #define RECORD_DEFAULT_BUDGET 500	  /* stack walks per second */
@@ -65,6 +66,7 @@ static void usage(FILE *out)
 	    out,
 	    "Usage: pymemspy record --pid PID [--duration S] [--events SOURCE] [--max-depth N]\n"
 	    "                       [--budget N] [--rate BYTES] [--attach MODE] [--top N]\n"
+	    "                       [--max-overhead PCT]\n"
 	    "                       [-o FILE [--force]]\n"
 	    "                       [--until-confident] [--json]\n"
 	    "                       [--quiet] [--verbose]\n\n"
@@ -79,7 +81,8 @@ static void usage(FILE *out)
 	    "                       RSS changes), and the ranges it releases (default)\n"
 	    "                       survivors: growth, but growth in pymalloc's pools goes\n"
 	    "                       to the stacks whose sampled small objects survive\n"
-	    "                       (hardware watchpoints), not to the first toucher\n"
+	    "                       (hardware watchpoints that trap: refused, exit 8, on\n"
+	    "                       hosts where they do not), not to the first toucher\n"
 	    "                       malloc: uprobes on the malloc family and free (libc, or\n"
 	    "                       jemalloc/tcmalloc/mimalloc): allocated, freed and live\n"
 	    "                       bytes of objects over 512 bytes and C extensions\n"
@@ -97,6 +100,12 @@ static void usage(FILE *out)
 	    "                       (Linux 6.13+), uprobe_'multi' links (6.6+) or 'perf'\n"
 	    "                       uprobes, or the next one the kernel has (default: the\n"
 	    "                       best)\n"
+	    "      --max-overhead PCT\n"
+	    "                       allocator sources: the trap cost is timed on this host at\n"
+	    "                       start and the slowdown predicted from the target's call\n"
+	    "                       rate each second; above PCT %% of a thread, the probes\n"
+	    "                       stop and the recording goes on without them (default:\n"
+	    "                       no bound; the prediction is printed either way)\n"
 	    "  -n, --top N          sites in the text report (default %d)\n"
 	    "  -o, --output FILE    also write the recording to FILE as it goes (mode 0600);\n"
 	    "                       read it back with 'pymemspy report FILE'\n"
@@ -244,17 +253,12 @@ int cmd_record(int argc, char **argv)
 {
 	/* clang-format off: one option a line */
 	static const struct option opts[] = {
+	    ATTACH_LONG_OPTIONS,
 	    {"pid", required_argument, NULL, 'p'},
 	    {"duration", required_argument, NULL, 'd'},
-	    {"events", required_argument, NULL, 'e'},
-	    {"max-depth", required_argument, NULL, 'D'},
-	    {"budget", required_argument, NULL, 'B'},
-	    {"rate", required_argument, NULL, 'r'},
-	    {"attach", required_argument, NULL, 'A'},
 	    {"top", required_argument, NULL, 'n'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"quiet", no_argument, NULL, 'q'},
-	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"output", required_argument, NULL, 'o'},
 	    {"force", no_argument, NULL, 'f'},
@@ -262,10 +266,9 @@ int cmd_record(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	/* clang-format on */
-	struct sampler_opts sopts = {.max_depth = PMS_MAX_DEPTH,
-				     .budget_per_sec = RECORD_DEFAULT_BUDGET,
-				     .rate = RECORD_DEFAULT_RATE};
-	struct report_meta meta = {.events = "growth", .top = RECORD_DEFAULT_TOP};
+	struct attach_opts aopts;
+	struct sampler_opts *sopts = &aopts.sampler;
+	struct report_meta meta = {.top = RECORD_DEFAULT_TOP};
 	struct sigaction sa = {0}, old_int, old_term;
 	struct pms_error err = {{0}};
 	struct recording r = {0};
@@ -273,11 +276,20 @@ int cmd_record(int argc, char **argv)
 	bool json = false, quiet = false, force = false, until_confident = false;
 	double duration = 0, elapsed = 0, last_status = 0, last_tick = 0;
 	pid_t pid = 0;
+	char note[512];
 	long v;
 	int c, ret;
 
+	attach_opts_init(&aopts, RECORD_DEFAULT_BUDGET, RECORD_DEFAULT_RATE);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:d:e:r:n:o:fujqvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ATTACH_SHORT_OPTIONS "p:d:n:o:fujqh", opts, NULL)) !=
+	       -1) {
+		int applied = attach_opts_parse(&aopts, "record", c, optarg);
+
+		if (applied < 0)
+			return PMS_EXIT_USAGE;
+		if (applied)
+			continue;
 		switch (c) {
 		case 'p':
 			if (cli_parse_pid(optarg, &pid))
@@ -288,37 +300,6 @@ int cmd_record(int argc, char **argv)
 				return cli_usage_error("record",
 						       "--duration needs a positive number "
 						       "of seconds");
-			break;
-		case 'e':
-			if (sampler_parse_source(optarg, &sopts.source, &meta.events))
-				return cli_usage_error("record",
-						       "--events: the sources are 'growth', "
-						       "'survivors', "
-						       "'malloc' and 'pymalloc'");
-			break;
-		case 'A':
-			if (sampler_parse_attach(optarg, &sopts.attach))
-				return cli_usage_error("record", "--attach: 'session', 'multi' or "
-								 "'perf'");
-			break;
-		case 'r':
-			if (cli_parse_bytes(optarg, PMS_RATE_MIN, PMS_RATE_MAX, &sopts.rate))
-				return cli_usage_error("record",
-						       "--rate needs a byte count from 64 to 64M");
-			break;
-		case 'D':
-			if (cli_parse_long(optarg, 1, PMS_MAX_DEPTH, &v))
-				return cli_usage_error("record",
-						       "--max-depth needs a number from 1 to "
-						       "128");
-			sopts.max_depth = (unsigned)v;
-			break;
-		case 'B':
-			if (cli_parse_long(optarg, 0, 1000000, &v))
-				return cli_usage_error("record",
-						       "--budget needs a number from 0 to "
-						       "1000000");
-			sopts.budget_per_sec = (unsigned)v;
 			break;
 		case 'n':
 			if (cli_parse_long(optarg, 1, 100000, &v))
@@ -340,9 +321,6 @@ int cmd_record(int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
-		case 'v':
-			sopts.verbose = true;
-			break;
 		case 'h':
 			usage(stdout);
 			cli_print_exit_codes();
@@ -355,6 +333,9 @@ int cmd_record(int argc, char **argv)
 		return cli_usage_error("record", "unexpected argument");
 	if (!pid)
 		return cli_usage_error("record", "--pid is required");
+	if (attach_opts_check(&aopts, "record"))
+		return PMS_EXIT_USAGE;
+	meta.events = aopts.events;
 	if (until_confident && duration == 0)
 		duration = RECORD_CONFIDENT_MAX_S;
 	if (!isatty(STDERR_FILENO))
@@ -374,19 +355,23 @@ int cmd_record(int argc, char **argv)
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
 
-	/* the file first: a file that may not be written stops us before we attach */
+	/* the host and privileges, then the file: a run that cannot record leaves no file behind,
+	 * and a file that may not be written stops us before we attach */
+	ret = sampler_require(sopts, &err);
+	if (ret)
+		goto restore;
 	if (r.file_path) {
 		ret = recfile_create(r.file_path, force, &r.file, &err);
 		if (ret)
 			goto restore;
 	}
-	ret = sampler_open(r.target, &sopts, on_event, &r, &r.sampler, &err);
+	ret = sampler_open(r.target, sopts, on_event, &r, &r.sampler, &err);
 	if (ret)
 		goto restore;
 	r.start_ns = clock_monotonic_ns();
 	proc_rss(pytarget_proc(r.target), &meta.rss_start);
 	if (r.file)
-		file_start(&r, &sopts, meta.events, meta.rss_start);
+		file_start(&r, sopts, meta.events, meta.rss_start);
 	meta.ended_by = "signal";
 	if (!json || !quiet)
 		fprintf(stderr, "pymemspy: recording pid %d (Python %s); Ctrl-C to stop\n", pid,
@@ -401,6 +386,13 @@ int cmd_record(int argc, char **argv)
 			break;
 		}
 		elapsed = (double)(clock_monotonic_ns() - r.start_ns) / 1e9;
+		n = sampler_check(r.sampler, elapsed, note, sizeof(note), &err);
+		if (n < 0) {
+			ret = n;
+			break;
+		}
+		if (n > 0)
+			fprintf(stderr, "%spymemspy: %s\n", quiet ? "" : "\n", note);
 		if (!proc_alive(pytarget_proc(r.target))) {
 			meta.ended_by = "target exited";
 			fprintf(stderr, "%spymemspy: the target (pid %d) exited after %.1f s\n",
@@ -439,6 +431,10 @@ int cmd_record(int argc, char **argv)
 	if (strcmp(meta.ended_by, "target exited") != 0)
 		proc_rss(pytarget_proc(r.target), &meta.rss_end);
 	sampler_counters(r.sampler, meta.counters);
+	if (sampler_overhead(r.sampler)) {
+		meta.overhead = *sampler_overhead(r.sampler);
+		meta.has_overhead = true;
+	}
 	meta.bpf_map_bytes = sampler_map_bytes(r.sampler);
 	if (sampler_probes(r.sampler)) {
 		snprintf(meta.allocator, sizeof(meta.allocator), "%s",
@@ -457,9 +453,9 @@ int cmd_record(int argc, char **argv)
 	meta.comm = proc_comm(pytarget_proc(r.target));
 	meta.python = pytarget_version(r.target);
 	meta.duration = elapsed;
-	meta.budget_per_sec = sopts.budget_per_sec;
-	meta.rate = sampler_is_allocator(sopts.source) ? sopts.rate : 0;
-	meta.max_depth = sopts.max_depth;
+	meta.budget_per_sec = sopts->budget_per_sec;
+	meta.rate = sampler_is_allocator(sopts->source) ? sopts->rate : 0;
+	meta.max_depth = sopts->max_depth;
 	meta.profile_bytes = profile_memory(r.profile);
 	getrusage(RUSAGE_SELF, &ru);
 	meta.profiler_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +

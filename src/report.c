@@ -207,6 +207,21 @@ static void print_alloc_summary(FILE *out, struct profile *p, const struct repor
 		(unsigned long long)m->counters[PMS_CNT_TRUNCATED],
 		(unsigned long long)m->counters[PMS_CNT_RINGBUF_FULL],
 		(unsigned long long)profile_totals(p)->stacks_lost);
+	if (m->has_overhead) {
+		const struct overhead *o = &m->overhead;
+
+		fprintf(out,
+			"Overhead: up to %.2f us of traps a call here (timed at start); the target "
+			"made %.0f probed calls/s, about %.1f%% of a thread (peak %.1f%%)%s\n",
+			o->trap_ns / 1e3, o->calls_per_sec, o->predicted_pct, o->peak_pct,
+			o->max_pct > 0 ? "" : "; --max-overhead PCT bounds it");
+		if (o->stopped_at >= 0)
+			fprintf(
+			    out,
+			    "Warning: the probes were stopped after %.1f s, above --max-overhead "
+			    "%g%%: what follows covers those %.1f s only\n",
+			    o->stopped_at, o->max_pct, o->stopped_at);
+	}
 	if (frees_unseen(m))
 		fprintf(out,
 			"Warning: frees do not all reach the probes on this build (it copied the "
@@ -392,6 +407,29 @@ void report_json_stack(struct json *j, const struct profile_frame *frames, size_
 
 #define REPORT_JSON_STACKS 50
 
+/* "overhead": what the uprobes were predicted to cost the target, and whether they stopped. */
+static void json_overhead(struct json *j, const struct overhead *o)
+{
+	json_key(j, "overhead");
+	json_object_begin(j);
+	json_kv_double(j, "trap_ns", o->trap_ns);
+	json_kv_double(j, "return_trap_ns", o->return_trap_ns);
+	json_kv_double(j, "calls_per_sec", o->calls_per_sec);
+	json_kv_double(j, "predicted_pct", o->predicted_pct);
+	json_kv_double(j, "peak_pct", o->peak_pct);
+	json_key(j, "max_pct");
+	if (o->max_pct > 0)
+		json_double(j, o->max_pct);
+	else
+		json_null(j);
+	json_key(j, "stopped_at");
+	if (o->stopped_at >= 0)
+		json_double(j, o->stopped_at);
+	else
+		json_null(j);
+	json_object_end(j);
+}
+
 /* The allocator sources' view per whole stack: what each allocated, freed and still holds. */
 static void json_alloc_stacks(struct json *j, const struct profile *p)
 {
@@ -571,6 +609,8 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 		else
 			json_null(j);
 	}
+	if (m->has_overhead)
+		json_overhead(j, &m->overhead);
 	json_object_end(j);
 
 	json_key(j, "profiler");

@@ -39,8 +39,14 @@ struct sampler {
 	struct survivors_bpf *watch;
 	struct survivors *surv;
 	bool detached;
+	/* allocator sources: the predicted overhead, from the trap cost timed at open */
+	struct overhead overhead;
+	bool has_overhead;
 	struct pms_event held; /* a growth event whose bytes survivors holds, passed on without */
 };
+
+/* indexed by enum sampler_source */
+static const char *const source_names[] = {"growth", "malloc", "pymalloc", "survivors"};
 
 static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -485,6 +491,16 @@ static int open_alloc(struct sampler *s, struct pytarget *t, const struct sample
 	return ret ? ret : attach_perf(s, pid, err);
 }
 
+int sampler_require(const struct sampler_opts *opts, struct pms_error *err)
+{
+	/* survivors: the watchpoint self-test refuses a host whose watchpoints never trap, before
+	 * anything is attached (exit 8), instead of a whole recording with no sample */
+	return host_require(opts->source == SAMPLER_GROWTH	? HOST_NEEDS_GROWTH
+			    : opts->source == SAMPLER_SURVIVORS ? HOST_NEEDS_SURVIVORS
+								: HOST_NEEDS_ALLOCATOR,
+			    err);
+}
+
 int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_event_fn fn,
 		 void *ctx, struct sampler **out, struct pms_error *err)
 {
@@ -492,10 +508,7 @@ int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_ev
 	int ret;
 
 	*out = NULL;
-	ret = host_require(opts->source == SAMPLER_GROWTH || opts->source == SAMPLER_SURVIVORS
-			       ? HOST_NEEDS_GROWTH
-			       : HOST_NEEDS_ALLOCATOR,
-			   err);
+	ret = sampler_require(opts, err);
 	if (ret)
 		return ret;
 	libbpf_set_print(opts->verbose ? verbose_print : quiet_print);
@@ -515,6 +528,17 @@ int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_ev
 						  : open_alloc(s, t, opts, err);
 	if (ret)
 		goto fail;
+	if (s->alloc) {
+		struct pms_error cost_err = {{0}};
+
+		/* without a bound, a trap we cannot time only costs the prediction */
+		ret = overhead_init(&s->overhead, &s->probes, opts->max_overhead_pct,
+				    opts->max_overhead_pct > 0 ? err : &cost_err);
+		if (ret && opts->max_overhead_pct > 0)
+			goto fail;
+		s->has_overhead = ret == 0;
+		ret = 0;
+	}
 	s->rb = ring_buffer__new(bpf_map__fd(s->events), on_ringbuf, s, NULL);
 	if (!s->rb) {
 		ret = pms_error_set(err, errno ? errno : ENOMEM, "cannot map the ring buffer: %s",
@@ -535,12 +559,10 @@ const struct alloc_probes *sampler_probes(const struct sampler *s)
 
 int sampler_parse_source(const char *text, enum sampler_source *out, const char **name)
 {
-	static const char *const names[] = {"growth", "malloc", "pymalloc", "survivors"};
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (strcmp(text, names[i]) == 0) {
+	for (size_t i = 0; i < sizeof(source_names) / sizeof(source_names[0]); i++) {
+		if (strcmp(text, source_names[i]) == 0) {
 			*out = (enum sampler_source)i;
-			*name = names[i];
+			*name = source_names[i];
 			return 0;
 		}
 	}
@@ -647,6 +669,53 @@ static void detach_links(struct sampler *s)
 	destroy_parallel(s->links + s->nreturns, s->nlinks - s->nreturns);
 	destroy_parallel(s->links, s->nreturns);
 	s->nlinks = s->nreturns = 0;
+}
+
+/* Calls of each probed function so far, summed over the CPUs. */
+static int probe_calls(struct sampler *s, uint64_t out[PMS_MAX_PROBES])
+{
+	uint64_t *values = calloc((size_t)s->ncpus, sizeof(*values));
+	int fd = bpf_map__fd(s->alloc->maps.probe_calls);
+
+	if (!values)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < PMS_MAX_PROBES; k++) {
+		out[k] = 0;
+		if (bpf_map_lookup_elem(fd, &k, values) != 0)
+			continue;
+		for (int c = 0; c < s->ncpus; c++)
+			out[k] += values[c];
+	}
+	free(values);
+	return 0;
+}
+
+int sampler_check(struct sampler *s, double elapsed, char *note, size_t len, struct pms_error *err)
+{
+	struct overhead *o = &s->overhead;
+	uint64_t calls[PMS_MAX_PROBES];
+	bool over;
+
+	(void)err;
+	if (!s->has_overhead || s->detached || elapsed - o->last_t < OVERHEAD_WINDOW_S)
+		return 0;
+	if (probe_calls(s, calls))
+		return 0; /* no prediction this time; the recording goes on */
+	over = overhead_update(o, calls, elapsed);
+	if (over) {
+		o->stopped_at = elapsed;
+		sampler_detach(s);
+	}
+	if (!over && o->said)
+		return 0;
+	o->said = true;
+	overhead_describe(o, source_names[s->source], note, len);
+	return 1;
+}
+
+const struct overhead *sampler_overhead(const struct sampler *s)
+{
+	return s->has_overhead ? &s->overhead : NULL;
 }
 
 void sampler_detach(struct sampler *s)

@@ -18,6 +18,7 @@
 #include "profile.h"
 #include "pytarget.h"
 #include "report.h"
+#include "attachopts.h"
 #include "sampler.h"
 #include "tui.h"
 #include "u64map.h"
@@ -40,20 +41,6 @@ static void on_stop_signal(int sig)
 	stop_requested = 1;
 }
 
-/* The event sources, and whether each sees allocations (then the ALLOC column applies). */
-struct event_source {
-	const char *name;
-	enum sampler_source source;
-	bool allocations;
-};
-
-static const struct event_source sources[] = {
-    {"growth", SAMPLER_GROWTH, false},
-    {"malloc", SAMPLER_MALLOC, true},
-    {"pymalloc", SAMPLER_PYMALLOC, true},
-    {"survivors", SAMPLER_SURVIVORS, false},
-};
-
 /* A site of the profile as we know it, indexed by the profile's site id. */
 struct site_stat {
 	const char *function, *file; /* interned by the profile: stable while it lives */
@@ -72,7 +59,6 @@ struct top {
 	struct pytarget *target;
 	struct profile *profile;
 	struct sampler *sampler;
-	const struct event_source *source;
 	uint64_t start_ns;
 	int error; /* first error from the event path */
 	/* net bytes of each site in each of the last nslots refreshes (site-major) */
@@ -475,8 +461,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: pymemspy top --pid PID [--interval S] [--duration S] [--events SOURCE]\n"
-		"                    [--max-depth N] [--budget N] [--rate BYTES] [--sort COLUMN]\n"
-		"                    [--group BY]\n"
+		"                    [--max-depth N] [--budget N] [--rate BYTES] [--attach MODE]\n"
+		"                    [--max-overhead PCT] [--sort COLUMN] [--group BY]\n"
 		"                    [--top N] [--verbose]\n\n"
 		"A live view of a running CPython process's memory growth by Python site: the\n"
 		"sites holding the most resident memory, how fast each grows, and which look like\n"
@@ -490,7 +476,8 @@ static void usage(FILE *out)
 		"  -e, --events SOURCE  growth: resident memory the target gains (page faults and\n"
 		"                       RSS changes), and the ranges it releases (default)\n"
 		"                       survivors: growth, with pymalloc's pools charged to\n"
-		"                       the stacks whose sampled objects survive\n"
+		"                       the stacks whose sampled objects survive (needs\n"
+		"                       hardware watchpoints that trap: exit 8 where not)\n"
 		"                       malloc: uprobes on the malloc family and free: live\n"
 		"                       (allocated, not freed) bytes; pymalloc: CPython's own\n"
 		"                       allocators (heavy: for staging); see pymemspy(1)\n"
@@ -499,18 +486,25 @@ static void usage(FILE *out)
 		"                       (default %d; 0: no limit)\n"
 		"  -r, --rate BYTES     malloc, pymalloc: mean bytes between two sampled\n"
 		"                       allocations (default %uK)\n"
-		"  -s, --sort COLUMN    resident (default), growth, leak, samples or name\n"
+		"      --attach MODE    malloc, pymalloc: 'session', 'multi' or 'perf' uprobes\n"
+		"                       (default: the best the kernel has)\n"
+		"      --max-overhead PCT\n"
+		"                       malloc, pymalloc: stop the probes once the slowdown\n"
+		"                       predicted from the trap cost timed here and the\n"
+		"                       target's call rate passes PCT %% of a thread\n"
+		"  -s, --sort COLUMN    resident (default), growth, alloc (malloc, pymalloc),\n"
+		"                       leak, samples or name\n"
 		"  -g, --group BY       line (default), function or file\n"
 		"  -n, --top N          sites per plain-text snapshot (default %d)\n"
 		"  -v, --verbose        libbpf's messages on stderr\n"
 		"  -h, --help           this help\n\n"
 		"Keys: q quit, ? help, j/k or arrows select, Enter stack of the selected row,\n"
-		"p or space pause, r g l s n sort by resident/growth/leak/samples/name (again:\n"
-		"reverse), 1 2 3 or Tab group by line/function/file.\n\n"
+		"p or space pause, r g a l s n sort by resident/growth/alloc/leak/samples/name\n"
+		"(again: reverse), 1 2 3 or Tab group by line/function/file.\n\n"
 		"Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE (and tracefs readable).\n\n"
 		"Examples:\n"
 		"  sudo pymemspy top --pid 4242\n"
-		"  sudo pymemspy top --pid 4242 --group function --sort rate\n"
+		"  sudo pymemspy top --pid 4242 --group function --sort growth\n"
 		"  sudo pymemspy top --pid 4242 --interval 5 --duration 60 > growth.txt\n",
 		TOP_DEFAULT_INTERVAL, TOP_MIN_INTERVAL, PMS_MAX_DEPTH, PMS_MAX_DEPTH,
 		TOP_DEFAULT_BUDGET, TOP_DEFAULT_RATE / 1024, TOP_DEFAULT_ROWS);
@@ -531,26 +525,22 @@ static void top_free(struct top *t)
 int cmd_top(int argc, char **argv)
 {
 	static const struct option opts[] = {
+	    ATTACH_LONG_OPTIONS,
 	    {"pid", required_argument, NULL, 'p'},
 	    {"interval", required_argument, NULL, 'i'},
 	    {"duration", required_argument, NULL, 'd'},
-	    {"events", required_argument, NULL, 'e'},
-	    {"max-depth", required_argument, NULL, 'D'},
-	    {"budget", required_argument, NULL, 'B'},
-	    {"rate", required_argument, NULL, 'r'},
 	    {"sort", required_argument, NULL, 's'},
 	    {"group", required_argument, NULL, 'g'},
 	    {"top", required_argument, NULL, 'n'},
-	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct sampler_opts sopts = {.max_depth = PMS_MAX_DEPTH,
-				     .budget_per_sec = TOP_DEFAULT_BUDGET,
-				     .rate = TOP_DEFAULT_RATE};
+	struct attach_opts aopts;
 	struct sigaction sa = {0}, old_int, old_term, old_pipe;
 	struct pms_error err = {{0}};
-	struct top t = {.source = &sources[0]};
+	struct top t = {0};
+	char note[512];
+	bool allocations;
 	struct tui *tui = NULL;
 	double interval = TOP_DEFAULT_INTERVAL, duration = 0, now = 0, next_refresh;
 	unsigned top_rows = TOP_DEFAULT_ROWS;
@@ -561,8 +551,16 @@ int cmd_top(int argc, char **argv)
 
 	t.view.sort = TUI_SORT_RESIDENT;
 	t.view.group = TUI_GROUP_LINE;
+	attach_opts_init(&aopts, TOP_DEFAULT_BUDGET, TOP_DEFAULT_RATE);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:i:d:e:r:s:g:n:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ATTACH_SHORT_OPTIONS "p:i:d:s:g:n:h", opts, NULL)) !=
+	       -1) {
+		int applied = attach_opts_parse(&aopts, "top", c, optarg);
+
+		if (applied < 0)
+			return PMS_EXIT_USAGE;
+		if (applied)
+			continue;
 		switch (c) {
 		case 'p':
 			if (cli_parse_pid(optarg, &pid))
@@ -580,34 +578,6 @@ int cmd_top(int argc, char **argv)
 				return cli_usage_error("top", "--duration needs a positive number "
 							      "of seconds");
 			break;
-		case 'e':
-			t.source = NULL;
-			for (size_t i = 0; i < sizeof(sources) / sizeof(sources[0]); i++)
-				if (!strcmp(optarg, sources[i].name))
-					t.source = &sources[i];
-			if (!t.source)
-				return cli_usage_error("top",
-						       "--events: the sources are 'growth', "
-						       "'survivors', 'malloc' and 'pymalloc'");
-			break;
-		case 'r':
-			if (cli_parse_bytes(optarg, PMS_RATE_MIN, PMS_RATE_MAX, &sopts.rate))
-				return cli_usage_error("top",
-						       "--rate needs a byte count from 64 to 64M");
-			break;
-		case 'D':
-			if (cli_parse_long(optarg, 1, PMS_MAX_DEPTH, &v))
-				return cli_usage_error("top",
-						       "--max-depth needs a number from 1 to "
-						       "128");
-			sopts.max_depth = (unsigned)v;
-			break;
-		case 'B':
-			if (cli_parse_long(optarg, 0, 1000000, &v))
-				return cli_usage_error("top", "--budget needs a number from 0 to "
-							      "1000000");
-			sopts.budget_per_sec = (unsigned)v;
-			break;
 		case 's':
 			if (tui_sort_parse(optarg, &t.view.sort))
 				return cli_usage_error("top",
@@ -623,9 +593,6 @@ int cmd_top(int argc, char **argv)
 				return cli_usage_error("top", "--top needs a positive number");
 			top_rows = (unsigned)v;
 			break;
-		case 'v':
-			sopts.verbose = true;
-			break;
 		case 'h':
 			usage(stdout);
 			cli_print_exit_codes();
@@ -638,12 +605,14 @@ int cmd_top(int argc, char **argv)
 		return cli_usage_error("top", "unexpected argument");
 	if (!pid)
 		return cli_usage_error("top", "--pid is required");
-	if (t.view.sort == TUI_SORT_ALLOC && !t.source->allocations)
+	if (attach_opts_check(&aopts, "top"))
+		return PMS_EXIT_USAGE;
+	allocations = sampler_is_allocator(aopts.sampler.source);
+	if (t.view.sort == TUI_SORT_ALLOC && !allocations)
 		return cli_usage_error("top",
 				       "--sort alloc: this event source sees no allocations");
 	t.view.ascending = !tui_sort_descending_default(t.view.sort);
-	t.view.hdr.show_alloc = t.source->allocations;
-	sopts.source = t.source->source;
+	t.view.hdr.show_alloc = allocations;
 	plain = !isatty(STDOUT_FILENO) || !isatty(STDIN_FILENO);
 	/* at 1 s a window of 5 slots; never fewer than one, never more than the cap */
 	t.nslots = (size_t)lround(TOP_RATE_SECONDS / interval);
@@ -663,7 +632,7 @@ int cmd_top(int argc, char **argv)
 	t.view.hdr.comm = proc_comm(pytarget_proc(t.target));
 	t.view.hdr.python = pytarget_version(t.target)->text;
 	t.view.hdr.build = pylayout_build_name(pytarget_version(t.target)->build);
-	t.view.hdr.events = t.source->name;
+	t.view.hdr.events = aopts.events;
 
 	/* signals only set a flag: the loop restores the terminal and detaches before anything
 	 * else happens (installed before the screen opens, so ncurses keeps its hands off) */
@@ -675,7 +644,7 @@ int cmd_top(int argc, char **argv)
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, &old_pipe);
 
-	ret = sampler_open(t.target, &sopts, on_event, &t, &t.sampler, &err);
+	ret = sampler_open(t.target, &aopts.sampler, on_event, &t, &t.sampler, &err);
 	if (ret)
 		goto restore;
 	if (plain)
@@ -712,6 +681,15 @@ int cmd_top(int argc, char **argv)
 			break;
 		}
 		now = elapsed(&t);
+		n = sampler_check(t.sampler, now, note, sizeof(note), &err);
+		if (n < 0) {
+			ret = n;
+			break;
+		}
+		if (n > 0 && plain)
+			fprintf(stderr, "pymemspy: %s\n", note);
+		else if (n > 0)
+			t.view.hdr.note = note; /* on the screen, not under it */
 		if (!proc_alive(pytarget_proc(t.target))) {
 			target_exited = true;
 			break;

@@ -344,9 +344,9 @@ static void draw_header(const struct tui_view *v)
 	snprintf(line, sizeof(line), "RSS %s  %s/s  (%s since attaching)   charged %s/s", a, b, c,
 		 d);
 	put(1, 0, line);
-	snprintf(line, sizeof(line), "samples %.0f/s  drops %llu  sampled out %llu  sites %zu",
+	snprintf(line, sizeof(line), "samples %.0f/s  drops %llu  sampled out %llu  sites %zu%s%s",
 		 h->samples_rate, (unsigned long long)h->drops, (unsigned long long)h->sampled_out,
-		 h->nsites);
+		 h->nsites, h->note ? "  " : "", h->note ? h->note : "");
 	put(2, 0, line);
 	snprintf(line, sizeof(line), "group: %s  sort: %s (%s)  rates over %.0f s  ? for keys",
 		 tui_group_name(v->group), tui_sort_name(v->sort),
