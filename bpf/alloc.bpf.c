@@ -17,20 +17,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* The functions' kinds, as user space attaches them (enum alloc_fn in include/allocators.h). */
-#define FN_MALLOC	  1
-#define FN_CALLOC	  2
-#define FN_REALLOC	  3
-#define FN_REALLOCARRAY	  4
-#define FN_POSIX_MEMALIGN 5
-#define FN_ALIGNED	  6
-#define FN_VALLOC	  7
-#define FN_PY_MALLOC	  9
-#define FN_PY_CALLOC	  10
-#define FN_PY_REALLOC	  11
-#define FN_FREE		  8
-#define FN_PY_FREE	  12
-
 struct pending_call {
 	__u64 size;
 	__u64 memptr; /* posix_memalign: where the result goes */
@@ -49,9 +35,8 @@ struct {
 
 /* The code of every probed function (runtime [start, end)): an allocator call whose return
  * address lies in one is made by another allocator call, which is the one that counts. */
-#define MAX_RANGES 32
-const volatile __u64 range_start[MAX_RANGES] = {};
-const volatile __u64 range_end[MAX_RANGES] = {};
+const volatile __u64 range_start[PMS_MAX_RANGES] = {};
+const volatile __u64 range_end[PMS_MAX_RANGES] = {};
 const volatile __u32 nranges = 0;
 
 extern bool bpf_session_is_return(void) __ksym __weak;
@@ -221,7 +206,7 @@ static __always_inline int on_return(struct pt_regs *ctx)
 		return 0;
 	if (--st->depth)
 		return 0;
-	if (st->fn == FN_POSIX_MEMALIGN) {
+	if (st->fn == PMS_FN_POSIX_MEMALIGN) {
 		addr = 0;
 		if ((__s32)ret != 0 || !st->memptr ||
 		    bpf_probe_read_user(&addr, sizeof(addr), (const void *)st->memptr) != 0)
@@ -254,46 +239,46 @@ static __always_inline void decode_call(struct pt_regs *ctx, __u64 cookie, struc
 
 	__builtin_memset(c, 0, sizeof(*c));
 	switch (cookie & PMS_COOKIE_FN_MASK) {
-	case FN_MALLOC:
-	case FN_VALLOC:
+	case PMS_FN_MALLOC:
+	case PMS_FN_VALLOC:
 		c->size = a1;
 		break;
-	case FN_CALLOC:
+	case PMS_FN_CALLOC:
 		c->size = array_size(a1, a2);
 		break;
-	case FN_REALLOC:
+	case PMS_FN_REALLOC:
 		c->size = a2;
 		c->old = a1;
 		break;
-	case FN_REALLOCARRAY:
+	case PMS_FN_REALLOCARRAY:
 		c->size = array_size(a2, a3);
 		c->old = a1;
 		break;
-	case FN_POSIX_MEMALIGN:
+	case PMS_FN_POSIX_MEMALIGN:
 		c->size = a3;
 		c->memptr = a1;
 		break;
-	case FN_ALIGNED:
+	case PMS_FN_ALIGNED:
 		c->size = a2;
 		break;
-	case FN_FREE:
+	case PMS_FN_FREE:
 		c->is_free = true;
 		c->freed = a1;
 		break;
 	/* CPython's allocator table functions take the table's ctx first */
-	case FN_PY_MALLOC:
+	case PMS_FN_PY_MALLOC:
 		c->size = a2;
 		break;
-	case FN_PY_CALLOC:
+	case PMS_FN_PY_CALLOC:
 		c->size = array_size(a2, a3);
 		break;
-	case FN_PY_REALLOC:
+	case PMS_FN_PY_REALLOC:
 		c->size = a3;
 		c->old = a2;
 		/* the probed malloc it jumps to counts this allocation */
 		c->skip = !a2 && (cookie & PMS_COOKIE_NULL_DELEGATES);
 		break;
-	case FN_PY_FREE:
+	case PMS_FN_PY_FREE:
 		c->is_free = true;
 		c->freed = a2;
 		break;
@@ -356,7 +341,7 @@ static __always_inline bool nested_call(struct pt_regs *ctx)
 
 	if (bpf_probe_read_user(&ret_addr, sizeof(ret_addr), (const void *)PT_REGS_SP(ctx)))
 		return false;
-	for (__u32 i = 0; i < MAX_RANGES && i < nranges; i++)
+	for (__u32 i = 0; i < PMS_MAX_RANGES && i < nranges; i++)
 		if (ret_addr >= range_start[i] && ret_addr < range_end[i])
 			return true;
 	return false;

@@ -163,12 +163,32 @@ struct pms_watch_arm {
 	__u64 hit_ns; /* when (bpf_ktime_get_ns) */
 };
 
-/* The attach cookie of an allocator probe: its kind (enum alloc_fn) in the low 16 bits, flags
+/* The attach cookie of an allocator probe: its kind (enum pms_alloc_fn) in the low 16 bits, flags
  * above, which function it is in the high 32. */
 #define PMS_COOKIE_FN_MASK	  0xffffULL
 #define PMS_COOKIE_NULL_DELEGATES (1ULL << 16) /* realloc(NULL, n) tail-calls a probed malloc */
 #define PMS_COOKIE_FUNC_SHIFT	  32	       /* which probed function: its index + 1 */
 #define PMS_MAX_PROBES		  16	       /* probed allocator functions, at most */
+#define PMS_MAX_RANGES		  32	       /* code ranges of the probed functions */
+
+/* What a probed allocator function does, i.e. where its size, pointer and result are: the low
+ * bits of each probe's cookie. */
+enum pms_alloc_fn {
+	PMS_FN_MALLOC = 1,	   /* (size) -> ptr */
+	PMS_FN_CALLOC = 2,	   /* (nmemb, size) -> ptr */
+	PMS_FN_REALLOC = 3,	   /* (ptr, size) -> ptr */
+	PMS_FN_REALLOCARRAY = 4,   /* (ptr, nmemb, size) -> ptr */
+	PMS_FN_POSIX_MEMALIGN = 5, /* (void **out, align, size) -> int */
+	PMS_FN_ALIGNED = 6,	   /* aligned_alloc, memalign: (align, size) -> ptr */
+	PMS_FN_VALLOC = 7,	   /* valloc, pvalloc: (size) -> ptr */
+	PMS_FN_FREE = 8,	   /* (ptr) */
+	/* CPython's table functions take the table's ctx first: (ctx, size), (ctx, n, size),
+	 * (ctx, ptr, size), (ctx, ptr) */
+	PMS_FN_PY_MALLOC = 9,
+	PMS_FN_PY_CALLOC = 10,
+	PMS_FN_PY_REALLOC = 11,
+	PMS_FN_PY_FREE = 12,
+};
 
 /* ---- Sampling allocations by bytes (shared so that user space computes the same numbers) ----
  *

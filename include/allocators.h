@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "errors.h"
+#include "pymemspy.h"
 #include "pytarget.h"
 
 enum alloc_source {
@@ -18,26 +19,8 @@ enum alloc_source {
 	ALLOC_SOURCE_PYMALLOC = 2, /* CPython's PyObject_* and PyMem_Raw* domains */
 };
 
-/* What a probed function does, i.e. where its size, pointer and result are. */
-enum alloc_fn {
-	ALLOC_FN_MALLOC = 1,	     /* (size) -> ptr */
-	ALLOC_FN_CALLOC = 2,	     /* (nmemb, size) -> ptr */
-	ALLOC_FN_REALLOC = 3,	     /* (ptr, size) -> ptr */
-	ALLOC_FN_REALLOCARRAY = 4,   /* (ptr, nmemb, size) -> ptr */
-	ALLOC_FN_POSIX_MEMALIGN = 5, /* (void **out, align, size) -> int */
-	ALLOC_FN_ALIGNED = 6,	     /* aligned_alloc, memalign: (align, size) -> ptr */
-	ALLOC_FN_VALLOC = 7,	     /* valloc, pvalloc: (size) -> ptr */
-	ALLOC_FN_FREE = 8,	     /* (ptr) */
-	/* CPython's table functions take the table's ctx first: (ctx, size), (ctx, n, size),
-	 * (ctx, ptr, size), (ctx, ptr) */
-	ALLOC_FN_PY_MALLOC = 9,
-	ALLOC_FN_PY_CALLOC = 10,
-	ALLOC_FN_PY_REALLOC = 11,
-	ALLOC_FN_PY_FREE = 12,
-};
-
 struct alloc_probe {
-	enum alloc_fn fn;
+	enum pms_alloc_fn fn;
 	char symbol[64];     /* for messages: "malloc", "_PyObject_Malloc", "je_malloc" */
 	char path[PATH_MAX]; /* the file to attach to, as this process sees it */
 	uint64_t offset;     /* file offset of the function's entry (what uprobes take) */
@@ -75,6 +58,6 @@ void allocators_free(struct alloc_probes *p);
 
 /* The entry_skip for a function of kind fn whose first bytes are code[0..len): the offset of the
  * first push reached by straight-line code that keeps the arguments and %rsp intact, or 0. */
-uint32_t allocators_entry_skip(enum alloc_fn fn, const uint8_t *code, size_t len);
+uint32_t allocators_entry_skip(enum pms_alloc_fn fn, const uint8_t *code, size_t len);
 
 #endif

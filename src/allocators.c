@@ -283,32 +283,32 @@ static int decode(const uint8_t *code, size_t len, struct insn *in)
 /* Argument registers of each kind (System V: rdi, rsi, rdx), as a bit mask of reg numbers, and
  * the register whose NULL (free) or negative size (malloc: above PY_SSIZE_T_MAX, which CPython
  * and libc refuse without allocating) is the only reason to branch away before the push. */
-static void fn_regs(enum alloc_fn fn, unsigned *args, int *ptr_reg, int *size_reg)
+static void fn_regs(enum pms_alloc_fn fn, unsigned *args, int *ptr_reg, int *size_reg)
 {
 	const unsigned di = 1u << REG_RDI, si = 1u << REG_RSI, dx = 1u << REG_RDX;
 
 	*ptr_reg = -1;
 	*size_reg = -1;
 	switch (fn) {
-	case ALLOC_FN_MALLOC:
-	case ALLOC_FN_VALLOC:
+	case PMS_FN_MALLOC:
+	case PMS_FN_VALLOC:
 		*args = di;
 		*size_reg = REG_RDI;
 		break;
-	case ALLOC_FN_FREE:
+	case PMS_FN_FREE:
 		*args = di;
 		*ptr_reg = REG_RDI;
 		break;
-	case ALLOC_FN_CALLOC:
-	case ALLOC_FN_REALLOC:
-	case ALLOC_FN_ALIGNED:
+	case PMS_FN_CALLOC:
+	case PMS_FN_REALLOC:
+	case PMS_FN_ALIGNED:
 		*args = di | si;
 		break;
-	case ALLOC_FN_PY_MALLOC:
+	case PMS_FN_PY_MALLOC:
 		*args = di | si;
 		*size_reg = REG_RSI;
 		break;
-	case ALLOC_FN_PY_FREE:
+	case PMS_FN_PY_FREE:
 		*args = di | si;
 		*ptr_reg = REG_RSI;
 		break;
@@ -352,7 +352,7 @@ static void fn_regs(enum alloc_fn fn, unsigned *args, int *ptr_reg, int *size_re
  *   jemalloc 5.3 malloc `cmp $0x1000,%rdi; ja`, free `mov %rdi,%rax; ...`; tcmalloc 2.10 malloc
  *     and free load a hook pointer and branch on it; mimalloc 2.0 loads the thread's heap into
  *     %rdi: all 0, their other functions start with push. */
-uint32_t allocators_entry_skip(enum alloc_fn fn, const uint8_t *code, size_t len)
+uint32_t allocators_entry_skip(enum pms_alloc_fn fn, const uint8_t *code, size_t len)
 {
 	unsigned args;
 	int ptr_reg, size_reg, tested = -1;
@@ -512,7 +512,7 @@ static int code_offset(struct proc *p, const struct mapped *m, uint64_t addr, ui
 
 /* The entry skip of the function at vaddr of ef, from the file's bytes (the target's may already
  * hold uprobe breakpoints). */
-static uint32_t skip_from_file(struct elffile *ef, uint64_t vaddr, enum alloc_fn fn)
+static uint32_t skip_from_file(struct elffile *ef, uint64_t vaddr, enum pms_alloc_fn fn)
 {
 	uint8_t code[32];
 
@@ -525,7 +525,7 @@ static uint32_t skip_from_file(struct elffile *ef, uint64_t vaddr, enum alloc_fn
 
 /* Adds a probe unless one sits at the same place already (aliases: memalign/aligned_alloc,
  * tc_malloc/malloc; pymalloc domains sharing a function). */
-static void add_probe(struct alloc_probes *out, enum alloc_fn fn, const char *symbol,
+static void add_probe(struct alloc_probes *out, enum pms_alloc_fn fn, const char *symbol,
 		      const char *host_path, uint64_t offset, uint32_t skip, uint64_t address,
 		      uint64_t size)
 {
@@ -567,18 +567,18 @@ static void note_add(struct alloc_probes *out, const char *fmt, ...)
 
 static const struct {
 	const char *name;
-	enum alloc_fn fn;
+	enum pms_alloc_fn fn;
 } malloc_family[] = {
-    {"malloc", ALLOC_FN_MALLOC},
-    {"calloc", ALLOC_FN_CALLOC},
-    {"realloc", ALLOC_FN_REALLOC},
-    {"reallocarray", ALLOC_FN_REALLOCARRAY},
-    {"posix_memalign", ALLOC_FN_POSIX_MEMALIGN},
-    {"aligned_alloc", ALLOC_FN_ALIGNED},
-    {"memalign", ALLOC_FN_ALIGNED},
-    {"valloc", ALLOC_FN_VALLOC},
-    {"pvalloc", ALLOC_FN_VALLOC},
-    {"free", ALLOC_FN_FREE},
+    {"malloc", PMS_FN_MALLOC},
+    {"calloc", PMS_FN_CALLOC},
+    {"realloc", PMS_FN_REALLOC},
+    {"reallocarray", PMS_FN_REALLOCARRAY},
+    {"posix_memalign", PMS_FN_POSIX_MEMALIGN},
+    {"aligned_alloc", PMS_FN_ALIGNED},
+    {"memalign", PMS_FN_ALIGNED},
+    {"valloc", PMS_FN_VALLOC},
+    {"pvalloc", PMS_FN_VALLOC},
+    {"free", PMS_FN_FREE},
 };
 
 /* Prefixes allocators export their own names with (jemalloc built with a prefix, tcmalloc's
@@ -729,9 +729,9 @@ static int find_malloc(struct pytarget *t, struct alloc_probes *out, struct pms_
 			add_probe(out, malloc_family[i].fn, sym, m.host_path, off,
 				  skip_from_file(m.ef, vaddr, malloc_family[i].fn), m.bias + vaddr,
 				  size);
-			if (malloc_family[i].fn == ALLOC_FN_MALLOC)
+			if (malloc_family[i].fn == PMS_FN_MALLOC)
 				have_malloc = true;
-			if (malloc_family[i].fn == ALLOC_FN_FREE)
+			if (malloc_family[i].fn == PMS_FN_FREE)
 				have_free = true;
 			break;
 		}
@@ -770,12 +770,12 @@ static const struct {
 /* The table's slots after ctx, in PyMemAllocatorEx order. */
 static const struct {
 	const char *what;
-	enum alloc_fn fn;
+	enum pms_alloc_fn fn;
 } slots[4] = {
-    {"Malloc", ALLOC_FN_PY_MALLOC},
-    {"Calloc", ALLOC_FN_PY_CALLOC},
-    {"Realloc", ALLOC_FN_PY_REALLOC},
-    {"Free", ALLOC_FN_PY_FREE},
+    {"Malloc", PMS_FN_PY_MALLOC},
+    {"Calloc", PMS_FN_PY_CALLOC},
+    {"Realloc", PMS_FN_PY_REALLOC},
+    {"Free", PMS_FN_PY_FREE},
 };
 
 /* Functions the tables may point to, to name them when the file has symbols. */

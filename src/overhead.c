@@ -71,7 +71,7 @@ int overhead_init(struct overhead *o, const struct alloc_probes *probes, double 
 	o->nprobes = probes->n < PMS_MAX_PROBES ? probes->n : PMS_MAX_PROBES;
 	for (size_t i = 0; i < o->nprobes; i++) {
 		const struct alloc_probe *p = &probes->probes[i];
-		bool is_free = p->fn == ALLOC_FN_FREE || p->fn == ALLOC_FN_PY_FREE;
+		bool is_free = p->fn == PMS_FN_FREE || p->fn == PMS_FN_PY_FREE;
 
 		/* an allocation pays its entry and its return, a free its entry */
 		o->call_ns[i] =

@@ -222,9 +222,9 @@ static int open_survivors(struct sampler *s, struct pytarget *t, const struct sa
 			 &sopts, &s->surv, err);
 }
 
-static bool is_free(enum alloc_fn fn)
+static bool is_free(enum pms_alloc_fn fn)
 {
-	return fn == ALLOC_FN_FREE || fn == ALLOC_FN_PY_FREE;
+	return fn == PMS_FN_FREE || fn == PMS_FN_PY_FREE;
 }
 
 /* Where both probes of a function sit (one trap serves the entry and the return): on the first
@@ -262,7 +262,6 @@ struct uprobe_multi_attr {
 	uint64_t path, offsets, ref_ctr_offsets, cookies;
 	uint32_t cnt, multi_flags, pid, pad;
 };
-#define ALLOC_MAX_RANGES	      32 /* MAX_RANGES in bpf/alloc.bpf.c */
 #define PMS_BPF_TRACE_UPROBE_MULTI    48
 #define PMS_BPF_TRACE_UPROBE_SESSION  57
 #define PMS_BPF_F_UPROBE_MULTI_RETURN 1
@@ -414,7 +413,7 @@ static int load_alloc(struct sampler *s, struct pytarget *t, const struct sample
 	fill_config(&s->alloc->rodata->cfg, t, opts);
 	if (opts->max_live)
 		bpf_map__set_max_entries(s->alloc->maps.live, opts->max_live);
-	for (size_t i = 0; i < s->probes.n && nranges < ALLOC_MAX_RANGES; i++) {
+	for (size_t i = 0; i < s->probes.n && nranges < PMS_MAX_RANGES; i++) {
 		const struct alloc_probe *p = &s->probes.probes[i];
 
 		if (!p->address || !p->size)

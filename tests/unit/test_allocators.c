@@ -19,7 +19,7 @@
 
 /* ---- the entry-skip walker on hand-assembled prologues ---- */
 
-static uint32_t skip_of(enum alloc_fn fn, const char *hex)
+static uint32_t skip_of(enum pms_alloc_fn fn, const char *hex)
 {
 	uint8_t code[32];
 	size_t n = 0;
@@ -41,39 +41,39 @@ static uint32_t skip_of(enum alloc_fn fn, const char *hex)
 Test(allocators, entry_skip_walks_only_verified_forms)
 {
 	/* glibc free: test %rdi,%rdi; je rel32; push %rbp */
-	cr_assert_eq(skip_of(ALLOC_FN_FREE, "48 85 ff 0f 84 bf 00 00 00 55"), 9);
+	cr_assert_eq(skip_of(PMS_FN_FREE, "48 85 ff 0f 84 bf 00 00 00 55"), 9);
 	/* the same je in a malloc is not a NULL check */
-	cr_assert_eq(skip_of(ALLOC_FN_MALLOC, "48 85 ff 0f 84 bf 00 00 00 55"), 0);
+	cr_assert_eq(skip_of(PMS_FN_MALLOC, "48 85 ff 0f 84 bf 00 00 00 55"), 0);
 	/* a push first: nothing to skip */
-	cr_assert_eq(skip_of(ALLOC_FN_MALLOC, "41 54 55 53"), 0);
+	cr_assert_eq(skip_of(PMS_FN_MALLOC, "41 54 55 53"), 0);
 	/* glibc valloc: cmpb $0,x(%rip); push %rbx */
-	cr_assert_eq(skip_of(ALLOC_FN_VALLOC, "80 3d 31 0e 14 00 00 53"), 7);
+	cr_assert_eq(skip_of(PMS_FN_VALLOC, "80 3d 31 0e 14 00 00 53"), 7);
 	/* 3.11 _PyObject_Malloc: lea -1(%rsi),%rax; push %rbx */
-	cr_assert_eq(skip_of(ALLOC_FN_PY_MALLOC, "48 8d 46 ff 53"), 4);
+	cr_assert_eq(skip_of(PMS_FN_PY_MALLOC, "48 8d 46 ff 53"), 4);
 	/* ... but not when the lea overwrites the size */
-	cr_assert_eq(skip_of(ALLOC_FN_PY_MALLOC, "48 8d 76 ff 53"), 0);
+	cr_assert_eq(skip_of(PMS_FN_PY_MALLOC, "48 8d 76 ff 53"), 0);
 	/* sub $0x18,%rsp moves the stack */
-	cr_assert_eq(skip_of(ALLOC_FN_MALLOC, "48 83 ec 18 53"), 0);
+	cr_assert_eq(skip_of(PMS_FN_MALLOC, "48 83 ec 18 53"), 0);
 	/* mov %rdi,%rsi: rsi is an argument of PyMalloc (ctx, size), not of malloc (size) */
-	cr_assert_eq(skip_of(ALLOC_FN_PY_MALLOC, "48 89 fe 53"), 0);
-	cr_assert_eq(skip_of(ALLOC_FN_MALLOC, "48 89 fe 53"), 3);
+	cr_assert_eq(skip_of(PMS_FN_PY_MALLOC, "48 89 fe 53"), 0);
+	cr_assert_eq(skip_of(PMS_FN_MALLOC, "48 89 fe 53"), 3);
 	/* endbr64; push %rbp */
-	cr_assert_eq(skip_of(ALLOC_FN_REALLOC, "f3 0f 1e fa 55"), 4);
+	cr_assert_eq(skip_of(PMS_FN_REALLOC, "f3 0f 1e fa 55"), 4);
 	/* test %rsi,%rsi; js: a negative size in PyMalloc, but rdi is its ctx */
-	cr_assert_eq(skip_of(ALLOC_FN_PY_MALLOC, "48 85 f6 78 10 53"), 5);
-	cr_assert_eq(skip_of(ALLOC_FN_PY_MALLOC, "48 85 ff 78 10 53"), 0);
+	cr_assert_eq(skip_of(PMS_FN_PY_MALLOC, "48 85 f6 78 10 53"), 5);
+	cr_assert_eq(skip_of(PMS_FN_PY_MALLOC, "48 85 ff 78 10 53"), 0);
 	/* PyFree's pointer is rsi: je after testing rdi is not a NULL free */
-	cr_assert_eq(skip_of(ALLOC_FN_PY_FREE, "48 85 f6 74 10 53"), 5);
-	cr_assert_eq(skip_of(ALLOC_FN_PY_FREE, "48 85 ff 74 10 53"), 0);
+	cr_assert_eq(skip_of(PMS_FN_PY_FREE, "48 85 f6 74 10 53"), 5);
+	cr_assert_eq(skip_of(PMS_FN_PY_FREE, "48 85 ff 74 10 53"), 0);
 	/* a store to the stack, an unknown instruction, nothing at all */
-	cr_assert_eq(skip_of(ALLOC_FN_MALLOC, "48 89 7c 24 08 53"), 0);
-	cr_assert_eq(skip_of(ALLOC_FN_MALLOC, "0f 0b 53"), 0);
-	cr_assert_eq(skip_of(ALLOC_FN_MALLOC, ""), 0);
+	cr_assert_eq(skip_of(PMS_FN_MALLOC, "48 89 7c 24 08 53"), 0);
+	cr_assert_eq(skip_of(PMS_FN_MALLOC, "0f 0b 53"), 0);
+	cr_assert_eq(skip_of(PMS_FN_MALLOC, ""), 0);
 	/* a truncated instruction before the push */
-	cr_assert_eq(skip_of(ALLOC_FN_FREE, "48 85 ff 0f 84 bf"), 0);
+	cr_assert_eq(skip_of(PMS_FN_FREE, "48 85 ff 0f 84 bf"), 0);
 	/* 41 90 is xchg %eax,%r8d, not a nop */
-	cr_assert_eq(skip_of(ALLOC_FN_MALLOC, "41 90 53"), 0);
-	cr_assert_eq(skip_of(ALLOC_FN_MALLOC, "90 53"), 1);
+	cr_assert_eq(skip_of(PMS_FN_MALLOC, "41 90 53"), 0);
+	cr_assert_eq(skip_of(PMS_FN_MALLOC, "90 53"), 1);
 }
 
 /* ---- against real interpreters ---- */
@@ -240,8 +240,8 @@ static void check_malloc(struct pytarget *t, const char *want_allocator, const c
 		cr_assert_eq(ap.probes[i].offset,
 			     file_offset_of(ap.probes[i].path, ap.probes[i].symbol), "%s",
 			     ap.probes[i].symbol);
-	cr_assert_eq(m->fn, ALLOC_FN_MALLOC);
-	cr_assert_eq(f->fn, ALLOC_FN_FREE);
+	cr_assert_eq(m->fn, PMS_FN_MALLOC);
+	cr_assert_eq(f->fn, PMS_FN_FREE);
 	/* exported symbols have sizes: the ranges of nested calls */
 	cr_assert_gt(m->size, 0);
 	cr_assert_gt(f->size, 0);
@@ -274,13 +274,12 @@ static void check_interpreter(const char *exe, enum py_kind kind)
 	/* raw: 4 functions; mem and obj share pymalloc's (or the debug hooks') 4 */
 	cr_assert_eq(ap.n, 8, "%s: %zu probes", exe, ap.n);
 	for (size_t i = 0; i < ap.n; i++)
-		cr_assert(ap.probes[i].fn >= ALLOC_FN_PY_MALLOC &&
-			  ap.probes[i].fn <= ALLOC_FN_PY_FREE);
+		cr_assert(ap.probes[i].fn >= PMS_FN_PY_MALLOC && ap.probes[i].fn <= PMS_FN_PY_FREE);
 	m = probe_named(&ap, obj_malloc);
 	f = probe_named(&ap, obj_free);
 	cr_assert(m && f, "%s: no %s or %s", exe, obj_malloc, obj_free);
-	cr_assert_eq(m->fn, ALLOC_FN_PY_MALLOC);
-	cr_assert_eq(f->fn, ALLOC_FN_PY_FREE);
+	cr_assert_eq(m->fn, PMS_FN_PY_MALLOC);
+	cr_assert_eq(f->fn, PMS_FN_PY_FREE);
 	if (kind == PY_STRIPPED_INLINED) {
 		cr_assert_lt(ap.coverage, 0);
 		cr_assert(strstr(ap.note, "fast path"), "note: %s", ap.note);
