@@ -25,7 +25,7 @@ struct recfile_meta {
 	char comm[64];
 	char python_version[32]; /* "3.12.1" */
 	char python_build[16];	 /* "release", "debug", "free-threaded" */
-	char events[16];	 /* "growth", "malloc", "pymalloc" */
+	char events[16];	 /* "growth", "survivors", "malloc", "pymalloc" */
 	char host[128];		 /* uname: machine, kernel */
 	double start_time;	 /* wall clock, seconds since the epoch */
 	uint64_t rss_start;

@@ -34,7 +34,8 @@ struct report_meta {
 	const char *ended_by; /* "duration", "signal", "target exited" */
 	bool has_overhead;    /* uprobe sources, live: the predicted overhead */
 	struct overhead overhead;
-	unsigned top; /* sites to show */
+	unsigned top;	     /* sites to show */
+	const char *command; /* what made the report: "record" (NULL) or "report" */
 };
 
 /* Writes the plain-text report. */

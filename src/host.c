@@ -965,9 +965,9 @@ static void check_watchpoint(struct host_report *r)
 			   strerror(-err));
 		set_advice(c, "grant CAP_PERFMON, or %s", ROOT_HINT);
 	} else if (err == -ENOSPC) {
-		set_result(
-		    c, HOST_MISSING,
-		    "every debug register of this thread is taken (a debugger's watchpoints?)");
+		set_result(c, HOST_MISSING,
+			   "every hardware debug register is taken (by a debugger's or perf's "
+			   "breakpoints?)");
 		set_advice(c, "--events survivors needs one; use --events growth or malloc");
 	} else if (err) {
 		set_result(c, HOST_MISSING, "no hardware breakpoints: perf_event_open: %s",

@@ -288,8 +288,9 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 		if (net(sites[i]) > 0)
 			positive += net(sites[i]);
 
-	fprintf(out, "pymemspy record: pid %d (%s), Python %s (%s build)\n", m->pid, m->comm,
-		m->python->text, pylayout_build_name(m->python->build));
+	fprintf(out, "pymemspy %s: pid %d (%s), Python %s (%s build)\n",
+		m->command ? m->command : "record", m->pid, m->comm, m->python->text,
+		pylayout_build_name(m->python->build));
 	report_format_bytes((double)m->rss_start, a, sizeof(a));
 	report_format_bytes((double)m->rss_end, b, sizeof(b));
 	report_format_bytes((double)m->rss_end - (double)m->rss_start, c, sizeof(c));

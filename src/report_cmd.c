@@ -193,6 +193,7 @@ static int report_one(const char *path, bool json, unsigned top)
 			return cli_fail(NULL, ret);
 		}
 	} else {
+		l.meta.command = "report";
 		report_text(stdout, l.c.profile, &l.meta);
 	}
 	if (cut_short(&l)) {

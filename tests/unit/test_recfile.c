@@ -692,7 +692,7 @@ Test(recfile, report_of_a_file_cut_at_every_kilobyte, .init = make_dir, .fini = 
 			cr_assert_neq(text[0], '\0');
 		} else {
 			cr_assert_eq(rc, 0, "cut at %zu: exit %d", at, rc);
-			cr_assert(strstr(text, "pymemspy record: pid 4242 (python3.11)"));
+			cr_assert(strstr(text, "pymemspy report: pid 4242 (python3.11)"));
 			cr_assert(strstr(text, "This recording is truncated: it ends at"), "%s",
 				  text);
 		}
@@ -723,7 +723,7 @@ Test(recfile, report_of_a_whole_file, .init = make_dir, .fini = remove_dir)
 	write_model(path, &m, 10, 10, 10, 5, true);
 	cr_assert_eq(run_report(argv, 4, out, errout), 0);
 	text = text_of(out);
-	cr_assert(strstr(text, "pymemspy record: pid 4242 (python3.11), Python 3.11.7 (debug "
+	cr_assert(strstr(text, "pymemspy report: pid 4242 (python3.11), Python 3.11.7 (debug "
 			       "build)"),
 		  "%s", text);
 	cr_assert(strstr(text, "Recorded 42.5 s (ended by duration)"));
@@ -2228,6 +2228,7 @@ Test(recfile, an_allocator_recording_reports_as_recorded, .init = start_python, 
 	rm.profile_bytes = e.profile_bytes;
 	rm.ended_by = e.ended_by;
 	rm.top = 10;
+	rm.command = "report";
 	f = fopen(mine, "w");
 	report_text(f, p, &rm);
 	fclose(f);
