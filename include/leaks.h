@@ -43,6 +43,25 @@ struct leak_series {
  * what the judged window grew must reach it. */
 #define LEAKS_MIN_BYTES (64 * 1024)
 
+/* The bytes one growth sample stands for on average, a site's grown bytes over its samples, to
+ * tell how many steps a bucket's growth is (leak_series.step_bytes); 0 without samples. */
+static inline double leaks_step_bytes(double grown, uint64_t samples)
+{
+	return samples ? grown / (double)samples : 0;
+}
+
+/* One entry of a ranking of candidates: the caller's index of what was judged, its verdict. */
+struct leak_rank {
+	size_t index;
+	struct leak_verdict v;
+};
+
+/* Adds (index, *v) to best[0..*n), kept sorted by v->score, highest first, and at most max
+ * long: a candidate better than the worst kept displaces it, whatever the order they come in.
+ * Ties keep the earlier one first. */
+void leaks_rank(struct leak_rank *best, size_t *n, size_t max, size_t index,
+		const struct leak_verdict *v);
+
 /* Judges a series. */
 void leaks_judge_ex(const struct leak_series *s, struct leak_verdict *out);
 

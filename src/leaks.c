@@ -224,6 +224,24 @@ void leaks_judge(const int64_t *series, size_t n, double bucket_seconds, struct 
 	leaks_judge_ex(&s, out);
 }
 
+void leaks_rank(struct leak_rank *best, size_t *n, size_t max, size_t index,
+		const struct leak_verdict *v)
+{
+	size_t at = *n;
+
+	if (max == 0 || (*n == max && v->score <= best[max - 1].v.score))
+		return;
+	if (*n < max)
+		(*n)++;
+	else
+		at = max - 1; /* the worst goes */
+	while (at > 0 && best[at - 1].v.score < v->score) {
+		best[at] = best[at - 1];
+		at--;
+	}
+	best[at] = (struct leak_rank){.index = index, .v = *v};
+}
+
 double leaks_min_rate(double seconds)
 {
 	size_t n, m;

@@ -29,42 +29,33 @@ void report_format_bytes(double bytes, char *out, size_t outlen)
 	snprintf(out, outlen, "%s%.*f %s", bytes < 0 ? "-" : "", u ? 1 : 0, v, units[u]);
 }
 
-static int cmp_candidates(const void *a, const void *b)
-{
-	const struct candidate *x = a, *y = b;
-
-	return x->v.score > y->v.score ? -1 : x->v.score < y->v.score;
-}
-
-/* The sites that look like leaks, best first. */
+/* The sites that look like leaks, best first: the `max` best by score of all of them. */
 static size_t find_candidates(struct profile *p, double duration, struct candidate *out, size_t max)
 {
 	const struct profile_site *const *sites;
+	struct leak_rank best[REPORT_MAX_CANDIDATES];
 	size_t n, k = 0;
 
+	if (max > REPORT_MAX_CANDIDATES)
+		max = REPORT_MAX_CANDIDATES;
 	sites = profile_sites(p, &n);
 	for (size_t i = 0; i < n && sites; i++) {
 		const struct profile_site *s = sites[i];
-		/* a sample stands for grown/samples bytes on average: how many steps a bucket is */
 		struct leak_series ls = {
 		    .bytes = s->series,
 		    .n = s->nseries,
 		    .bucket_seconds = profile_bucket_seconds(p),
 		    .duration = duration,
-		    .step_bytes = s->samples ? (double)s->grown / (double)s->samples : 0,
+		    .step_bytes = leaks_step_bytes((double)s->grown, s->samples),
 		};
 		struct leak_verdict v;
 
 		leaks_judge_ex(&ls, &v);
-		if (!v.candidate)
-			continue;
-		if (k < max) {
-			out[k].site = sites[i];
-			out[k].v = v;
-			k++;
-		}
+		if (v.candidate)
+			leaks_rank(best, &k, max, i, &v);
 	}
-	qsort(out, k, sizeof(*out), cmp_candidates);
+	for (size_t r = 0; r < k; r++)
+		out[r] = (struct candidate){.site = sites[best[r].index], .v = best[r].v};
 	return k;
 }
 

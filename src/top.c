@@ -303,8 +303,7 @@ static int judge_rows(struct top *t, const struct profile_site *const *sites, si
 		struct tui_row *row = &t->rows[r];
 		struct leak_series ls = {
 		    .bucket_seconds = bucket,
-		    /* a sample stands for grown/samples bytes on average: steps per bucket */
-		    .step_bytes = row->samples ? (double)row->allocated / (double)row->samples : 0,
+		    .step_bytes = leaks_step_bytes((double)row->allocated, row->samples),
 		};
 
 		if (row->resident < LEAKS_MIN_BYTES)

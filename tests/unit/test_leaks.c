@@ -360,3 +360,45 @@ Test(leaks, a_buffer_that_grows_by_copying_itself_is_still_a_leak)
 	cr_assert_lt(v.slowdown_z, 3.09);
 	cr_assert_float_eq(v.rate, 26.0 * KIB, 4.0 * KIB);
 }
+
+static struct leak_verdict scored(double score)
+{
+	return (struct leak_verdict){.candidate = true, .score = score};
+}
+
+/* The ranking keeps the best by score whatever the order they come in: an 11th site that scores
+ * higher than the first ten displaces the worst of them. */
+Test(leaks, rank_keeps_the_best_k_in_any_order)
+{
+	struct leak_rank best[3];
+	const double scores[] = {5, 1, 7, 3, 9, 7, 2};
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(scores) / sizeof(scores[0]); i++) {
+		struct leak_verdict v = scored(scores[i]);
+
+		leaks_rank(best, &n, 3, i, &v);
+	}
+	cr_assert_eq(n, 3);
+	cr_assert_eq(best[0].index, 4);
+	cr_assert_eq(best[1].index, 2, "ties keep the earlier first");
+	cr_assert_eq(best[2].index, 5);
+	cr_assert_float_eq(best[2].v.score, 7, 1e-12);
+}
+
+Test(leaks, rank_with_room_keeps_everything_sorted)
+{
+	struct leak_rank best[8];
+	size_t n = 0;
+
+	for (size_t i = 0; i < 4; i++) {
+		struct leak_verdict v = scored((double)i);
+
+		leaks_rank(best, &n, 8, i, &v);
+	}
+	cr_assert_eq(n, 4);
+	for (size_t r = 0; r < n; r++)
+		cr_assert_eq(best[r].index, 3 - r);
+	cr_assert_float_eq(leaks_step_bytes(1000, 4), 250, 1e-12);
+	cr_assert_float_eq(leaks_step_bytes(1000, 0), 0, 1e-12);
+}
