@@ -1,4 +1,4 @@
-"""What bench/overhead and bench/attribution share: finding the interpreter and pymemspy, pinning,
+"""What the benchmarks share: finding the interpreter and pymemspy, the host's facts, pinning,
 reading /proc, running a workload with its live counter, and running `pymemspy record`.
 
 Python 3.6+ standard library only.
@@ -104,6 +104,137 @@ def _pinner(cpu):
     def f():
         os.sched_setaffinity(0, {cpu})
     return f
+
+
+# ---- the host ----
+# Hosts differ by an order of magnitude in what a uprobe or a watchpoint trap costs (and on some,
+# watchpoints never trap), so every program prints these facts before its figures and keeps them
+# with its results: figures are only compared within one run on one host.
+
+def _first(path):
+    try:
+        with open(path) as f:
+            return f.readline().strip() or None
+    except OSError:
+        return None
+
+
+def _detect_virt(kind):
+    """systemd-detect-virt --vm / --container: the vendor ('kvm', 'docker'), None for none or
+    when the tool is missing."""
+    tool = shutil.which("systemd-detect-virt")
+    if not tool:
+        return None
+    try:
+        out = subprocess.run([tool, kind], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             universal_newlines=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out if out and out != "none" else None
+
+
+def doctor_json(pymemspy):
+    """(parsed `pymemspy doctor --json`, None) or (None, why). Doctor exits non-zero when a check
+    fails but still prints its report, so the exit status is not looked at."""
+    if not pymemspy:
+        return None, "no pymemspy binary"
+    try:
+        p = subprocess.run([pymemspy, "doctor", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, universal_newlines=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, str(e)
+    try:
+        doc = json.loads(p.stdout)
+    except ValueError:
+        err = (p.stderr or p.stdout).strip().splitlines()
+        return None, "no JSON from doctor (exit %d%s)" % (p.returncode, ": " + err[0] if err else "")
+    return (doc, None) if isinstance(doc, dict) else (None, "doctor's JSON is not an object")
+
+
+COST_KEYS = ("uprobe_trap_ns", "uretprobe_trap_ns", "watchpoint_trap_ns")
+
+
+def host_facts(pymemspy=None):
+    """The host's facts as a dict: CPU model, CPU count, virtual machine (the `hypervisor` cpu flag)
+    and its vendor, container, kernel release; and from `pymemspy doctor --json`: the trap costs
+    it measured (`costs`, a key absent from an older doctor is left out), whether a watchpoint
+    write traps (its `selftest:watchpoint` check, None when it has none) and its `host` object."""
+    model, flags = None, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                k = k.strip()
+                if k == "model name" and model is None:
+                    model = " ".join(v.split())
+                elif k == "flags" and not flags:
+                    flags = set(v.split())
+    except OSError:
+        pass
+    vm = "hypervisor" in flags if flags else None
+    facts = {"cpu_model": model, "cpus": os.cpu_count(), "virtual_machine": vm,
+             "hypervisor": (_detect_virt("--vm") or _first("/sys/hypervisor/type")) if vm is not False else None,
+             "container": _detect_virt("--container"), "kernel": os.uname().release,
+             "pymemspy": pymemspy, "costs": {}, "watchpoint_traps": None, "doctor_host": None,
+             "doctor_error": None}
+    doc, why = doctor_json(pymemspy)
+    if doc is None:
+        facts["doctor_error"] = why
+        return facts
+    costs = doc.get("costs")
+    if isinstance(costs, dict):
+        facts["costs"] = {k: costs[k] for k in COST_KEYS if k in costs}
+    for c in doc.get("checks") or []:
+        if isinstance(c, dict) and c.get("name") == "selftest:watchpoint":
+            facts["watchpoint_traps"] = bool(c.get("ok"))
+    if isinstance(doc.get("host"), dict):
+        facts["doctor_host"] = doc["host"]
+    return facts
+
+
+def _cost(facts, key, label):
+    costs = facts.get("costs") or {}
+    if key not in costs:
+        return "%s trap unknown" % label
+    v = costs[key]
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return "%s trap %.0f ns" % (label, v)
+    if key == "watchpoint_trap_ns" and facts.get("watchpoint_traps") is False:
+        return "watchpoints do not trap"
+    return "%s trap unavailable" % label
+
+
+def host_summary(facts):
+    """One line: 'Intel(R) Xeon(R) Processor, 2 CPUs, virtual machine (kvm), Linux 6.18.44; uprobe
+    trap 4700 ns, uretprobe trap 5200 ns, watchpoint trap 16387 ns'. Also the tag of SUMMARY lines."""
+    cpu = "%s, %s CPUs" % (facts.get("cpu_model") or "unknown CPU", facts.get("cpus") or "?")
+    vm = facts.get("virtual_machine")
+    if vm:
+        cpu += ", virtual machine (%s)" % (facts.get("hypervisor") or "hypervisor unknown")
+    else:
+        cpu += ", bare metal" if vm is False else ", VM unknown"
+    if facts.get("container"):
+        cpu += ", in a %s container" % facts["container"]
+    cpu += ", Linux %s" % facts.get("kernel")
+    return "%s; %s" % (cpu, ", ".join(_cost(facts, k, k.split("_")[0]) for k in COST_KEYS))
+
+
+def host_lines(facts):
+    """The header lines: the summary with where the costs come from, and doctor's own `host`
+    object when it has one."""
+    src = "pymemspy doctor --json"
+    if facts.get("doctor_error"):
+        src += ": %s" % facts["doctor_error"]
+    lines = ["host: %s (%s)" % (host_summary(facts), src)]
+    if facts.get("doctor_host"):
+        lines.append("host (doctor): " + ", ".join("%s %s" % (k, v) for k, v in sorted(facts["doctor_host"].items())))
+    return lines
+
+
+def print_host(facts, out=sys.stdout):
+    for line in host_lines(facts):
+        out.write(line + "\n")
+    out.flush()
 
 
 # ---- /proc ----

@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "proc.h"
 #include "pymemspy.h"
+#include "survledger.h" /* struct surv_charge, surv_charge_fn: the accounting */
 
 #define SURV_DEFAULT_ARMS_PER_SEC 100
 #define SURV_DEFAULT_MIN_AGE	  1.0
@@ -29,18 +30,6 @@ struct surv_opts {
 	bool debug_allocator;  /* the debug hooks wrap pymalloc: the watched word is theirs */
 	uint64_t type_type;    /* address of PyType_Type in the target */
 };
-
-/* Growth to charge: a page (addr, bytes, member as the growth event had them) and the stack it
- * goes to (stack_id as the kernel hashed it, its thread, flags PMS_EVF_*): a survivor's, or the
- * first toucher's when none could take it. */
-struct surv_charge {
-	uint64_t addr, stack_id, ts_ns;
-	int64_t bytes;
-	uint32_t tid;
-	uint8_t flags, member;
-	bool survivor;
-};
-typedef void (*surv_charge_fn)(void *ctx, const struct surv_charge *c);
 
 /* Finds the pools, opens a write breakpoint on every thread of p with prog_fd attached, and
  * starts arming through arm_map_fd (struct pms_watch_arm); deaths_fd is the ring buffer where the
@@ -62,11 +51,17 @@ void surv_release(struct survivors *s, uint64_t addr, uint64_t len);
 void surv_move(struct survivors *s, uint64_t from, uint64_t to, uint64_t len);
 
 /* Checks the followed allocations old enough at now_ns (CLOCK_MONOTONIC), then gives each held
- * page to a survivor's stack drawn in proportion to their surviving bytes. */
+ * page to a survivor's stack drawn in proportion to their surviving bytes (or, with no survivor
+ * yet, charges pages held SURV_MAX_HOLD_NS without one: survledger_tick). */
 void surv_tick(struct survivors *s, uint64_t now_ns, surv_charge_fn fn, void *ctx);
 
-/* At the end: held growth no survivor could take goes to the stacks that touched it. */
+/* At the end: held growth no survivor could take goes to fn without a survivor. */
 void surv_flush(struct survivors *s, surv_charge_fn fn, void *ctx);
+
+/* Whether the watchpoints trap: 0 while they do or it is not known yet; -PMS_ENOFEATURE with a
+ * message when, within 15 s of surv_open, ten armed blocks were allocated (their watched word
+ * written) without a single trap. now_ns: CLOCK_MONOTONIC. Called from the caller's thread. */
+int surv_health(struct survivors *s, uint64_t now_ns, struct pms_error *err);
 
 /* Stops arming and takes the watchpoints out (the target runs untouched from here). */
 void surv_stop(struct survivors *s);

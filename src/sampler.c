@@ -695,7 +695,12 @@ int sampler_check(struct sampler *s, double elapsed, char *note, size_t len, str
 	uint64_t calls[PMS_MAX_PROBES];
 	bool over;
 
-	(void)err;
+	if (s->surv && !s->detached) {
+		int ret = surv_health(s->surv, clock_monotonic_ns(), err);
+
+		if (ret)
+			return ret;
+	}
 	if (!s->has_overhead || s->detached || elapsed - o->last_t < OVERHEAD_WINDOW_S)
 		return 0;
 	if (probe_calls(s, calls))

@@ -17,19 +17,21 @@
 
 #include "clock.h"
 #include "pypools.h"
-#include "u64map.h"
+#include "survledger.h"
 
 #define SURV_MAX_THREADS 4096
 #define SURV_ARM_LOG	 65536 /* arms remembered, for the hits checked later */
 #define SURV_PENDING	 16384 /* sampled allocations waiting for their check */
-#define SURV_MAX_STACKS	 4096  /* stacks with survivors */
-#define SURV_MAX_HELD	 65536 /* growth events in pools waiting for a survivor */
 /* An armed block nobody takes for this long: arm another (allocations come in bursts). */
 #define SURV_MISS_NS	     50000000ull
-#define SURV_TICK_MS	     5		    /* how often the armer looks at its slots */
-#define SURV_FOLLOW_AFTER_NS 3000000ull	    /* a live GC sample: watch its type word from then */
-#define SURV_CHECK_SLACK_NS  250000000ull   /* after the watch let go, before the final check */
-#define SURV_MAX_HOLD_NS     10000000000ull /* growth waits this long for a first survivor */
+#define SURV_TICK_MS	     5		  /* how often the armer looks at its slots */
+#define SURV_FOLLOW_AFTER_NS 3000000ull	  /* a live GC sample: watch its type word from then */
+#define SURV_CHECK_SLACK_NS  250000000ull /* after the watch let go, before the final check */
+/* surv_health: this many armed blocks found allocated without their trap, within this long after
+ * surv_open, and no trap at all, say that watchpoints do not trap here. Looking later would only
+ * cost reads: on a healthy host the first trap comes long before. */
+#define SURV_HEALTH_WINDOW_NS 15000000000ull
+#define SURV_HEALTH_MISSES    10
 /* Where a watch points while nothing is armed: below mmap_min_addr, never written. */
 #define SURV_IDLE_ADDR 0x8ULL
 
@@ -48,20 +50,13 @@ struct followed {
 	uint8_t cls, flags;
 };
 
-/* A stack that sampled objects survived for. */
-struct stack_acc {
-	uint64_t stack_id;
-	uint32_t tid;
-	uint8_t flags;
-	double surviving; /* bytes of its sampled objects that survived */
-};
-
 /* A watch slot: one breakpoint event per thread, all on the same word. */
 struct slot {
 	int *fds;
 	size_t nfds;
 	uint64_t gen, block, armed_ns; /* gen 0: no arm in progress */
 	uint64_t block_size;
+	unsigned cls;
 	bool followed; /* its watch moved to the type word already (or could not) */
 	bool watching; /* the watches are on a block (not the idle address) */
 };
@@ -89,19 +84,16 @@ struct survivors {
 	bool stopping;
 	struct arm_rec *log;
 	uint64_t gen;
+	uint64_t open_ns; /* when surv_open started arming, for surv_health */
+	uint64_t missed;  /* arms that ended without a hit on a block allocated then (lock) */
+	uint64_t traps;	  /* hits and deaths seen, by either thread (lock) */
+	/* pypools reads a pool into one buffer: the armer and the caller's checks take turns */
+	pthread_mutex_t pools_lock;
 
 	struct followed *pending; /* a ring, oldest first */
 	size_t head, count;
 
-	struct stack_acc *stacks;
-	size_t nstacks;
-	struct u64map *stack_index;
-	double surviving_total;
-	double *cumulative; /* running sums of stacks[].surviving, for the draw */
-
-	struct surv_charge *held; /* growth in pools waiting for an owner */
-	size_t nheld;
-	uint64_t rng;
+	struct survledger *ledger; /* held growth, survivors' stacks, the draw */
 
 	uint64_t last_pool; /* the last pool found to be pymalloc's, for runs of faults */
 	uint64_t counters[PMS_CNT_MAX];
@@ -225,6 +217,16 @@ static void write_arm(struct survivors *s, unsigned k, uint64_t addr, uint64_t g
 	__atomic_store_n(&a->addr, addr, __ATOMIC_RELEASE);
 }
 
+static int pool_allocated(struct survivors *s, uint64_t block, unsigned cls, uint64_t *word)
+{
+	int ret;
+
+	pthread_mutex_lock(&s->pools_lock);
+	ret = pypools_allocated(s->pools, block, cls, word);
+	pthread_mutex_unlock(&s->pools_lock);
+	return ret;
+}
+
 static bool block_watched(const struct survivors *s, uint64_t block)
 {
 	for (unsigned k = 0; k < s->nslots; k++)
@@ -293,9 +295,10 @@ static bool arm_slot(struct survivors *s, unsigned k)
 	sl->gen = gen;
 	sl->block = block;
 	sl->block_size = pypools_block_size(cls);
+	sl->cls = cls;
 	sl->followed = false;
 	sl->armed_ns = clock_monotonic_ns();
-	if (pypools_allocated(s->pools, block, cls, NULL) != 0) {
+	if (pool_allocated(s, block, cls, NULL) != 0) {
 		pthread_mutex_lock(&s->lock);
 		rec->valid = false;
 		s->counters[PMS_CNT_SURV_LOST]++;
@@ -358,6 +361,24 @@ static void follow_type_word(struct survivors *s, unsigned k)
 	}
 }
 
+/* An arm that nobody took in SURV_MISS_NS, early on: if its block is allocated now, the target
+ * wrote the watched word (an allocation's first write) and no trap came: evidence for
+ * surv_health. Not looked at once a trap was seen or the window is over (a read each). */
+static void note_untaken(struct survivors *s, unsigned k, uint64_t now)
+{
+	struct slot *sl = &s->slots[k];
+	bool wanted;
+
+	pthread_mutex_lock(&s->lock);
+	wanted = !s->traps && now - s->open_ns <= SURV_HEALTH_WINDOW_NS;
+	pthread_mutex_unlock(&s->lock);
+	if (!wanted || pool_allocated(s, sl->block, sl->cls, NULL) != 1)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->missed++;
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* One look at slot k: a new arm when its arm is over (the class allocated nothing for a while,
  * or the sampled object lived min_age), or when it is idle and the ration allows. */
 static void tend_slot(struct survivors *s, unsigned k, uint64_t now)
@@ -383,8 +404,11 @@ static void tend_slot(struct survivors *s, unsigned k, uint64_t now)
 				return;
 			pthread_mutex_lock(&s->lock);
 			s->log[sl->gen % SURV_ARM_LOG].settled = true;
+			s->traps++;
 			pthread_mutex_unlock(&s->lock);
 		}
+		if (a.state == PMS_WATCH_ARMED)
+			note_untaken(s, k, now);
 		/* over; its traps are ignored from now (a live object or a free block: few) */
 		write_arm(s, k, 0, 0, PMS_WATCH_IDLE);
 		sl->gen = 0;
@@ -408,6 +432,7 @@ static int on_death(void *ctx, void *data, size_t size)
 			continue;
 		pthread_mutex_lock(&s->lock);
 		s->log[gen % SURV_ARM_LOG].died = true;
+		s->traps++;
 		pthread_mutex_unlock(&s->lock);
 		s->slots[k].gen = 0;
 		if (!take_token(s, clock_monotonic_ns()) || !arm_slot(s, k))
@@ -449,6 +474,7 @@ int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, int deaths
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->pools_lock, NULL);
 	s->proc = p;
 	s->arms_bytes = (PMS_WATCH_SLOTS * sizeof(*s->arms) + 4095) & ~(size_t)4095;
 	s->arms = mmap(NULL, s->arms_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, arm_map_fd, 0);
@@ -463,15 +489,13 @@ int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, int deaths
 	s->type_type = o ? o->type_type : 0;
 	s->log = calloc(SURV_ARM_LOG, sizeof(*s->log));
 	s->pending = calloc(SURV_PENDING, sizeof(*s->pending));
-	s->stacks = calloc(SURV_MAX_STACKS, sizeof(*s->stacks));
-	s->cumulative = calloc(SURV_MAX_STACKS, sizeof(*s->cumulative));
-	s->held = calloc(SURV_MAX_HELD, sizeof(*s->held));
-	s->rng = clock_monotonic_ns() | 1;
-	s->stack_index = u64map_new(SURV_MAX_STACKS);
-	if (!s->log || !s->pending || !s->stacks || !s->stack_index || !s->cumulative || !s->held) {
+	if (!s->log || !s->pending) {
 		ret = -ENOMEM;
 		goto fail;
 	}
+	ret = survledger_new(clock_monotonic_ns(), &s->ledger);
+	if (ret)
+		goto fail;
 	ret = pypools_find(p, minor, &s->pools, err);
 	if (ret)
 		goto fail;
@@ -493,6 +517,7 @@ int surv_open(struct proc *p, int minor, int prog_fd, int arm_map_fd, int deaths
 	ret = open_watches(s, prog_fd, err);
 	if (ret)
 		goto fail;
+	s->open_ns = clock_monotonic_ns();
 	if (pthread_create(&s->armer, NULL, armer_main, s) != 0) {
 		ret = pms_error_set(err, EAGAIN, "cannot start the arming thread");
 		goto fail;
@@ -505,20 +530,6 @@ fail:
 	return ret;
 }
 
-static struct stack_acc *stack_acc(struct survivors *s, uint64_t stack_id, uint32_t tid,
-				   uint8_t flags)
-{
-	uint64_t key = stack_id ? stack_id : (flags & PMS_EVF_NO_TSTATE ? 1 : 2), idx;
-
-	if (u64map_get(s->stack_index, key, &idx))
-		return &s->stacks[idx];
-	if (s->nstacks == SURV_MAX_STACKS || u64map_put(s->stack_index, key, s->nstacks))
-		return NULL;
-	s->stacks[s->nstacks] =
-	    (struct stack_acc){.stack_id = stack_id, .tid = tid, .flags = flags};
-	return &s->stacks[s->nstacks++];
-}
-
 void surv_on_watch(struct survivors *s, const struct pms_event *ev)
 {
 	struct arm_rec rec;
@@ -526,6 +537,7 @@ void surv_on_watch(struct survivors *s, const struct pms_event *ev)
 
 	pthread_mutex_lock(&s->lock);
 	rec = s->log[ev->addr2 % SURV_ARM_LOG];
+	s->traps++; /* lost or not, the hardware trapped */
 	pthread_mutex_unlock(&s->lock);
 	if (rec.gen != ev->addr2 || !rec.valid || ev->addr != rec.block + 8) {
 		s->counters[PMS_CNT_SURV_LOST]++;
@@ -548,6 +560,13 @@ void surv_on_watch(struct survivors *s, const struct pms_event *ev)
 bool surv_hold_growth(struct survivors *s, const struct pms_event *ev)
 {
 	uint64_t pool = ev->addr & ~(pypools_pool_size(s->pools) - 1);
+	struct surv_charge c = {.addr = ev->addr,
+				.stack_id = ev->stack_id,
+				.ts_ns = ev->ts_ns,
+				.bytes = ev->bytes,
+				.tid = ev->tid,
+				.flags = ev->flags,
+				.member = ev->member};
 
 	if (ev->kind != PMS_EV_GROWTH || ev->bytes <= 0 || !ev->addr ||
 	    (ev->flags & PMS_EVF_NO_FAULT))
@@ -557,37 +576,17 @@ bool surv_hold_growth(struct survivors *s, const struct pms_event *ev)
 			return false;
 		s->last_pool = pool;
 	}
-	if (s->nheld == SURV_MAX_HELD) {
-		s->counters[PMS_CNT_SURV_FALLBACK] += (uint64_t)ev->bytes;
-		return false; /* no survivor for a long while: first touch charges it */
-	}
-	s->held[s->nheld++] = (struct surv_charge){.addr = ev->addr,
-						   .stack_id = ev->stack_id,
-						   .ts_ns = ev->ts_ns,
-						   .bytes = ev->bytes,
-						   .tid = ev->tid,
-						   .flags = ev->flags,
-						   .member = ev->member};
-	s->counters[PMS_CNT_SURV_HELD] += (uint64_t)ev->bytes;
-	return true;
+	return survledger_hold(s->ledger, &c);
 }
 
 void surv_release(struct survivors *s, uint64_t addr, uint64_t len)
 {
-	size_t kept = 0;
-
-	/* grown and released before an owner was found: nothing to charge */
-	for (size_t i = 0; i < s->nheld; i++)
-		if (s->held[i].addr < addr || s->held[i].addr >= addr + len)
-			s->held[kept++] = s->held[i];
-	s->nheld = kept;
+	survledger_release(s->ledger, addr, len);
 }
 
 void surv_move(struct survivors *s, uint64_t from, uint64_t to, uint64_t len)
 {
-	for (size_t i = 0; i < s->nheld; i++)
-		if (s->held[i].addr >= from && s->held[i].addr < from + len)
-			s->held[i].addr = s->held[i].addr - from + to;
+	survledger_move(s->ledger, from, to, len);
 }
 
 /* The verdict on a followed allocation once its watch let go: 1 survived, 0 died, -EAGAIN not
@@ -606,7 +605,7 @@ static int verdict(struct survivors *s, const struct followed *f, uint64_t now_n
 		return 0;
 	if (!rec.settled)
 		return now_ns - f->hit_ns > 4 * s->min_age_ns + SURV_CHECK_SLACK_NS ? 0 : -EAGAIN;
-	if (pypools_allocated(s->pools, f->block, f->cls, &word) != 1)
+	if (pool_allocated(s, f->block, f->cls, &word) != 1)
 		return 0;
 	if (!f->value || s->debug_allocator)
 		return 1; /* (the debug hooks' header is the same for every object) */
@@ -617,7 +616,6 @@ static void check_pending(struct survivors *s, uint64_t now_ns)
 {
 	while (s->count) {
 		struct followed *f = &s->pending[s->head];
-		struct stack_acc *st;
 		int v;
 
 		if (f->hit_ns + s->min_age_ns + SURV_CHECK_SLACK_NS > now_ns)
@@ -625,94 +623,44 @@ static void check_pending(struct survivors *s, uint64_t now_ns)
 		v = verdict(s, f, now_ns);
 		if (v == -EAGAIN)
 			break;
-		if (v == 1 && (st = stack_acc(s, f->stack_id, f->tid, f->flags))) {
-			double bytes = (double)pypools_block_size(f->cls);
-
-			st->surviving += bytes;
-			s->surviving_total += bytes;
-			s->counters[PMS_CNT_SURV_SURVIVED]++;
-		} else {
-			s->counters[PMS_CNT_SURV_DIED]++;
-		}
+		if (v == 1)
+			survledger_survived(s->ledger, f->stack_id, f->tid, f->flags,
+					    pypools_block_size(f->cls));
+		else
+			survledger_died(s->ledger);
 		s->head = (s->head + 1) % SURV_PENDING;
 		s->count--;
 	}
 }
 
-/* xorshift64*: the draws of owners need no more than that. */
-static double uniform(struct survivors *s)
-{
-	s->rng ^= s->rng >> 12;
-	s->rng ^= s->rng << 25;
-	s->rng ^= s->rng >> 27;
-	return (double)((s->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
-}
-
-/* No survivor yet: a page held SURV_MAX_HOLD_NS is charged now, by fn (the sampler sends it to
- * the pseudo-site <pymalloc, no survivor>). Held to the end, a warm-up's pages would all be
- * charged at the end, a burst of growth where there was none. */
-static void expire_held(struct survivors *s, uint64_t now_ns, surv_charge_fn fn, void *ctx)
-{
-	size_t kept = 0;
-
-	for (size_t h = 0; h < s->nheld; h++) {
-		if (now_ns > s->held[h].ts_ns && now_ns - s->held[h].ts_ns >= SURV_MAX_HOLD_NS) {
-			s->counters[PMS_CNT_SURV_FALLBACK] += (uint64_t)s->held[h].bytes;
-			fn(ctx, &s->held[h]);
-		} else {
-			s->held[kept++] = s->held[h];
-		}
-	}
-	s->nheld = kept;
-}
-
-/* Each held page goes to one survivor's stack, drawn with chance in proportion to its surviving
- * bytes: the expected charge of every stack is its share, and the page keeps an owner, so that
- * releasing it later is charged back (as for growth). */
 void surv_tick(struct survivors *s, uint64_t now_ns, surv_charge_fn fn, void *ctx)
 {
-	double sum = 0;
-
 	check_pending(s, now_ns);
-	if (!s->nheld)
-		return;
-	if (s->surviving_total <= 0) {
-		expire_held(s, now_ns, fn, ctx);
-		return;
-	}
-	for (size_t i = 0; i < s->nstacks; i++) {
-		sum += s->stacks[i].surviving;
-		s->cumulative[i] = sum;
-	}
-	for (size_t h = 0; h < s->nheld; h++) {
-		struct surv_charge c = s->held[h];
-		double r = uniform(s) * sum;
-		size_t lo = 0, hi = s->nstacks - 1;
-
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-
-			if (s->cumulative[mid] > r)
-				hi = mid;
-			else
-				lo = mid + 1;
-		}
-		c.stack_id = s->stacks[lo].stack_id;
-		c.tid = s->stacks[lo].tid;
-		c.flags = s->stacks[lo].flags;
-		c.survivor = true;
-		fn(ctx, &c);
-	}
-	s->nheld = 0;
+	survledger_tick(s->ledger, now_ns, fn, ctx);
 }
 
 void surv_flush(struct survivors *s, surv_charge_fn fn, void *ctx)
 {
-	for (size_t h = 0; h < s->nheld; h++) {
-		s->counters[PMS_CNT_SURV_FALLBACK] += (uint64_t)s->held[h].bytes;
-		fn(ctx, &s->held[h]);
-	}
-	s->nheld = 0;
+	survledger_flush(s->ledger, fn, ctx);
+}
+
+int surv_health(struct survivors *s, uint64_t now_ns, struct pms_error *err)
+{
+	uint64_t missed, traps;
+
+	pthread_mutex_lock(&s->lock);
+	missed = s->missed;
+	traps = s->traps;
+	pthread_mutex_unlock(&s->lock);
+	if (traps || missed < SURV_HEALTH_MISSES)
+		return 0;
+	return pms_error_set(err, PMS_ENOFEATURE,
+			     "hardware watchpoints do not trap on this host: %llu armed blocks of "
+			     "process %d were allocated and written without one trap in %.1f s; "
+			     "--events survivors needs them (try --events growth or malloc; "
+			     "`pymemspy doctor` tests this)",
+			     (unsigned long long)missed, (int)proc_pid(s->proc),
+			     now_ns > s->open_ns ? (double)(now_ns - s->open_ns) / 1e9 : 0.0);
 }
 
 void surv_stop(struct survivors *s)
@@ -737,6 +685,7 @@ void surv_counters(const struct survivors *s, uint64_t counters[PMS_CNT_MAX])
 {
 	for (int i = PMS_CNT_SURV_ARMS; i <= PMS_CNT_SURV_UNWATCHED; i++)
 		counters[i] = s->counters[i];
+	survledger_counters(s->ledger, counters);
 }
 
 void surv_describe(const struct survivors *s, char *buf, size_t len)
@@ -764,10 +713,8 @@ void surv_close(struct survivors *s)
 	free(s->log);
 	pypools_free(s->pools);
 	free(s->pending);
-	free(s->stacks);
-	free(s->cumulative);
-	free(s->held);
-	u64map_free(s->stack_index);
+	survledger_free(s->ledger);
+	pthread_mutex_destroy(&s->pools_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

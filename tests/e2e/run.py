@@ -296,6 +296,61 @@ def killpg(p):
         pass
 
 
+# --- host features ------------------------------------------------------------------------------
+# Some cases need what not every host has (hardware watchpoints that trap, for --events survivors).
+# `doctor --json` self-tests them: it runs once per run (the first case that asks, before its
+# deadline starts) and each such case SKIPs where its feature is missing, with doctor's evidence.
+# A binary whose doctor lacks the check leaves the feature unknown: the case runs (old behaviour).
+HOST_FEATURES = {  # feature: (doctor's check, what the SKIP line calls it)
+    "watchpoints": ("selftest:watchpoint", "hardware watchpoints"),
+}
+EXIT_HOST = 8
+_HOST_LOCK = threading.Lock()
+_HOST_DOCTOR = []  # [(document or None, why not)] once probed
+
+
+def host_doctor():
+    """`doctor --json` of the binary under test, run once per run: (document, "") or (None, why)."""
+    with _HOST_LOCK:
+        if not _HOST_DOCTOR:
+            doc, why = None, ""
+            try:
+                r = subprocess.run([BIN, "doctor", "--json"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, timeout=60 * SCALE, start_new_session=True)
+                try:
+                    doc = json.loads(r.stdout.decode("utf-8"))
+                    if not isinstance(doc, dict):
+                        doc, why = None, "doctor --json printed no object (exit %d)" % r.returncode
+                except ValueError:
+                    why = "doctor --json printed no JSON (exit %d): %s" % (r.returncode, short(r.stderr, 300))
+            except (OSError, subprocess.SubprocessError) as e:
+                why = "doctor --json failed: %s" % e
+            _HOST_DOCTOR.append((doc, why))
+        return _HOST_DOCTOR[0]
+
+
+def host_feature(feature):
+    """(True, evidence) where doctor's self-test of `feature` passed, (False, evidence) where it
+    failed, (None, why) where unknown (no such check: an older binary; or doctor did not answer)."""
+    check = HOST_FEATURES[feature][0]
+    doc, why = host_doctor()
+    if doc is None:
+        return None, why
+    for c in doc.get("checks") or []:
+        if isinstance(c, dict) and c.get("name") == check:
+            return c.get("ok") is True, "%s: %s" % (check, c.get("detail") or c.get("status"))
+    return None, "doctor --json has no %s check" % check
+
+
+def host_missing(features):
+    """The SKIP detail for the first of `features` this host lacks, or None (all there or unknown)."""
+    for f in features:
+        ok, evidence = host_feature(f)
+        if ok is False:
+            return "%s unavailable on this host (%s)" % (HOST_FEATURES[f][1], evidence)
+    return None
+
+
 def python_target(ctx, python, script, *args, **kw):
     return ctx.spawn([python, "-B", os.path.join(TARGETS, script)] + list(args), **kw)
 
@@ -964,6 +1019,120 @@ def case_usage(ctx):
     return "%d bad command lines exit 2; --help exits 0" % len(USAGE_ERRORS)
 
 
+DOCTOR_COSTS = ("uprobe_trap_ns", "uretprobe_trap_ns", "watchpoint_trap_ns")
+DOCTOR_MODES = ("dump", "record --events growth", "record --events malloc", "record --events pymalloc",
+                "record --events survivors")
+DOCTOR_SELFTESTS = ("selftest:tracepoint", "selftest:uprobe", "selftest:watchpoint")
+
+
+def positive(v):
+    return is_num(v) and v > 0
+
+
+def doctor_problems(doc, rc):
+    """Schema and consistency problems of a `doctor --json` document (pymemspy.doctor/1) that exited rc."""
+    p = []
+    if doc.get("schema") != "pymemspy.doctor/1":
+        p.append("schema is %r, want 'pymemspy.doctor/1'" % doc.get("schema"))
+    for k in ("kernel", "machine"):
+        if not isinstance(doc.get(k), str) or not doc[k]:
+            p.append("%s is %r" % (k, doc.get(k)))
+    if not is_int(doc.get("euid")):
+        p.append("euid is %r" % (doc.get("euid"),))
+    checks, byname = doc.get("checks"), {}
+    if not isinstance(checks, list) or not checks:
+        p.append("checks is %r, want a non-empty list" % (checks,))
+        checks = []
+    for i, c in enumerate(checks):
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not isinstance(c.get("ok"), bool) or \
+                not all(isinstance(c.get(k), str) for k in ("status", "detail", "advice")):
+            p.append("checks[%d] is %r, want {name, ok, status, detail, advice}" % (i, c))
+            continue
+        if c["name"] in byname:
+            p.append("checks has %s twice" % c["name"])
+        byname[c["name"]] = c
+        if not c["ok"] and not c["detail"]:
+            p.append("check %s failed with no detail (its evidence)" % c["name"])
+    for name in DOCTOR_SELFTESTS:
+        if name not in byname:
+            p.append("no check %s" % name)
+    if not isinstance(doc.get("capabilities"), dict):
+        p.append("capabilities is %r" % (doc.get("capabilities"),))
+    modes, bymode = doc.get("modes"), {}
+    if not isinstance(modes, list):
+        p.append("modes is %r, want a list" % (modes,))
+        modes = []
+    for i, m in enumerate(modes):
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not isinstance(m.get("ok"), bool) or \
+                not isinstance(m.get("reason"), str) or not isinstance(m.get("cost"), str) or \
+                m.get("blocked_by") not in (None, "host", "privilege"):
+            p.append("modes[%d] is %r, want {name, ok, reason, blocked_by: null|host|privilege, cost: str}" % (i, m))
+            continue
+        if m["ok"] != (m["blocked_by"] is None):
+            p.append("mode %s: ok %r but blocked_by %r" % (m["name"], m["ok"], m["blocked_by"]))
+        bymode[m["name"]] = m
+    for name in DOCTOR_MODES:
+        if name not in bymode:
+            p.append("no mode %r" % name)
+    costs = doc.get("costs")
+    if not isinstance(costs, dict):
+        p.append("costs is %r, want {%s}" % (costs, ", ".join(DOCTOR_COSTS)))
+        costs = {}
+    for k in DOCTOR_COSTS:
+        if k not in costs:
+            p.append("costs has no %s" % k)
+        elif costs[k] is not None and not positive(costs[k]):
+            p.append("costs.%s is %r, want a positive number or null" % (k, costs[k]))
+    host = doc.get("host")
+    if not isinstance(host, dict) or not isinstance(host.get("cpu_model"), str) or not host["cpu_model"] or \
+            not isinstance(host.get("hypervisor"), bool):
+        p.append("host is %r, want {cpu_model: str, hypervisor: bool}" % (host,))
+    want_rc = EXIT_HOST if any(m["blocked_by"] == "host" for m in bymode.values()) else \
+        EXIT_PRIV if any(m["blocked_by"] == "privilege" for m in bymode.values()) else EXIT_OK
+    if doc.get("exit_code") != rc or rc != want_rc:
+        p.append("exit %s, exit_code %r; the modes want %d" % (rc, doc.get("exit_code"), want_rc))
+    # consistency: the watchpoint self-test, its cost and the survivors mode say the same thing
+    wp, up = byname.get("selftest:watchpoint"), byname.get("selftest:uprobe")
+    surv, growth = bymode.get("record --events survivors"), bymode.get("record --events growth")
+    if wp is not None and "watchpoint_trap_ns" in costs:
+        if wp["ok"] != positive(costs["watchpoint_trap_ns"]):
+            p.append("selftest:watchpoint ok %r but costs.watchpoint_trap_ns %r" % (wp["ok"], costs["watchpoint_trap_ns"]))
+    if wp is not None and surv is not None and growth is not None:
+        if surv["ok"] != (growth["ok"] and wp["ok"]):
+            p.append("survivors mode ok %r, but growth ok %r and selftest:watchpoint ok %r"
+                     % (surv["ok"], growth["ok"], wp["ok"]))
+        if not wp["ok"] and surv["blocked_by"] not in ("host",) and growth["ok"]:
+            p.append("watchpoints do not trap but the survivors mode is blocked_by %r, want 'host'"
+                     % surv["blocked_by"])
+    if up is not None and up["ok"] and "uprobe_trap_ns" in costs and not positive(costs["uprobe_trap_ns"]):
+        p.append("selftest:uprobe passed but costs.uprobe_trap_ns is %r" % (costs["uprobe_trap_ns"],))
+    return p
+
+
+def case_doctor_json(ctx):
+    """doctor --json: the checks (the watchpoint self-test among them), the modes (survivors among
+    them, each with its cost), the measured trap costs and the host; all consistent, and its exit
+    status that of the text report."""
+    r = ctx.run_bin(["doctor", "--json"], timeout=60)
+    doc = parse_json(r)
+    if not isinstance(doc, dict):
+        raise Fail("the document is not an object: %s" % r.describe(True))
+    problems = doctor_problems(doc, r.rc)
+    t = ctx.run_bin(["doctor"], timeout=60)
+    if t.rc != r.rc:
+        problems.append("`doctor` exits %s, `doctor --json` %s" % (t.rc, r.rc))
+    if b"survivors" not in t.out:
+        problems.append("the text report does not name the survivors mode")
+    if problems:
+        raise Fail("\n    ".join(problems[:25]) + "\n    " + r.describe(True))
+    checks = dict((c["name"], c) for c in doc["checks"])
+    wp = checks["selftest:watchpoint"]
+    return "exit %d; watchpoints %s (%s); costs %s; %s%s" % (
+        r.rc, "trap" if wp["ok"] else "do not trap", wp["detail"],
+        " ".join("%s=%s" % (k, doc["costs"][k]) for k in DOCTOR_COSTS), doc["host"]["cpu_model"],
+        " (hypervisor)" if doc["host"]["hypervisor"] else "")
+
+
 def case_target_only(ctx, python, script):
     """--targets-only: the target's own truth is complete and sane (no binary involved)."""
     p, truth = start_truth_target(ctx, python, script)
@@ -1474,6 +1643,34 @@ def case_record_survivors_no_pymalloc(ctx, python):
     if problems:
         raise Fail("; ".join(problems))
     return "exit 5: %s" % short(r.err)
+
+
+def case_record_survivors_refused(ctx, python):
+    """Where hardware watchpoints open but do not trap (doctor's selftest:watchpoint fails): record
+    --events survivors on a real target is refused at once, exit 8 naming watchpoints, and the target
+    is left running, untraced. SKIP where they trap (record/survivors/* run there)."""
+    ok, evidence = host_feature("watchpoints")
+    if ok is True:
+        raise Skip("watchpoints trap on this host (%s)" % evidence)
+    if ok is None:
+        raise Skip("unknown whether watchpoints trap on this host (%s)" % evidence)
+    p, truth = start_growth_target(ctx, python, "leak_small.py", "60")
+    r = ctx.run_bin(["record", "--pid", str(truth["pid"]), "--duration", "10", "--events", "survivors", "--json"],
+                    timeout=15)
+    err = r.err.decode("utf-8", "replace")
+    problems = []
+    if r.rc != EXIT_HOST:
+        problems.append("exit %s, want %d" % (r.rc, EXIT_HOST))
+    if "watchpoint" not in err.lower():
+        problems.append("stderr does not name watchpoints")
+    if r.elapsed > 15 * SCALE:
+        problems.append("refused only after %.1fs" % r.elapsed)
+    if p.poll() is not None:
+        problems.append("the target died (rc %s): %s" % (p.returncode, ctx.proc_output(p)))
+    problems += target_state_problems(p.pid, "the refusal")
+    if problems:
+        raise Fail("%s (host: %s): %s" % ("; ".join(problems), evidence, r.describe(True)))
+    return "exit 8 in %.1fs (%s): %s" % (r.elapsed, evidence, short(r.err, 200))
 
 
 def text_top_row(text, leak_function):
@@ -3184,11 +3381,121 @@ def case_alloc_killed(ctx, python):
     return "report %.2fs after the kill; %s" % (lag, ", ".join(notes))
 
 
+OVERHEAD_RATE = 20000       # alloc_steady.py: libc malloc() calls a second (and as many free())
+OVERHEAD_DURATION = 4.0
+OVERHEAD_STOP_BY = 3.0      # seconds: the decision comes from the first second's call rate
+
+
+def start_steady_target(ctx, python, rate=OVERHEAD_RATE):
+    """Start alloc_steady.py (allocating at `rate` from the start); return (proc, ready info)."""
+    ready = os.path.join(ctx.dir, "ready.json")
+    p = python_target(ctx, python, "alloc_steady.py", ready, os.path.join(ctx.dir, "timeline"), str(rate), "80",
+                      stdin=subprocess.PIPE)
+    wait_file(ctx, ready, p, "ready file")
+    with open(ready, encoding="utf-8") as f:
+        return p, json.load(f)
+
+
+def overhead_problems(doc, r, max_pct):
+    """Problems of sampling.overhead of a --events malloc report recorded with --max-overhead max_pct
+    (None: without): its shape, and stopped exactly when the prediction passed the limit."""
+    p = []
+    ov = (doc.get("sampling") or {}).get("overhead")
+    if not isinstance(ov, dict):
+        return ["sampling.overhead is %r, want {trap_ns, return_trap_ns, calls_per_sec, predicted_pct, max_pct, "
+                "stopped_at}" % (ov,)]
+    for k in ("trap_ns", "return_trap_ns", "predicted_pct", "calls_per_sec"):
+        if not positive(ov.get(k)):
+            p.append("sampling.overhead.%s is %r, want a positive number" % (k, ov.get(k)))
+    if max_pct is None:
+        if ov.get("max_pct", "absent") is not None:
+            p.append("sampling.overhead.max_pct is %r without --max-overhead, want null" % (ov.get("max_pct", "absent"),))
+    elif not is_num(ov.get("max_pct")) or abs(ov["max_pct"] - max_pct) > 1e-6 * max(1.0, max_pct):
+        p.append("sampling.overhead.max_pct is %r, want %g" % (ov.get("max_pct"), max_pct))
+    st = ov.get("stopped_at", "absent")
+    if st is not None and not (is_num(st) and 0 <= st <= (doc.get("duration") or 0) + 0.5):
+        p.append("sampling.overhead.stopped_at is %r, want null or seconds within the recording" % (st,))
+    if not p and max_pct is None and st is not None:
+        p.append("stopped_at is %r without --max-overhead" % st)
+    if not p and max_pct is not None and (st is not None) != (ov["predicted_pct"] > max_pct):
+        p.append("predicted %.3g%% against --max-overhead %g, but stopped_at is %r"
+                 % (ov["predicted_pct"], max_pct, st))
+    if "predicted" not in r.err.decode("utf-8", "replace"):
+        p.append("no line on stderr giving the predicted slowdown")
+    return p
+
+
+def overhead_record(ctx, p, info, max_pct=None, duration=OVERHEAD_DURATION):
+    """record --events malloc [--max-overhead max_pct] on alloc_steady.py: (run, doc, problems)."""
+    args = ["record", "--pid", str(info["pid"]), "--events", "malloc", "--duration", "%g" % duration, "--json"]
+    if max_pct is not None:
+        args += ["--max-overhead", "%g" % max_pct]
+    r = ctx.run_bin(args, timeout=duration + 30)
+    doc = parse_report(r, info["pid"], info, events="malloc")
+    problems = check_alloc_shape(doc, "malloc", ALLOC_RATE_DEFAULT) + overhead_problems(doc, r, max_pct)
+    if not (is_num(doc.get("duration")) and doc["duration"] >= duration - 0.5):
+        problems.append("the recording lasted %r s of its %g" % (doc.get("duration"), duration))
+    if doc.get("ended_by") not in (None, "duration"):
+        problems.append("ended_by is %r, want 'duration'" % doc.get("ended_by"))
+    if p.poll() is not None:
+        problems.append("the target died (rc %s): %s" % (p.returncode, ctx.proc_output(p)))
+    problems += target_state_problems(p.pid, "the recording")
+    return r, doc, ["`%s`: %s" % (r.cmd(), x) for x in problems]
+
+
+def case_alloc_max_overhead(ctx, python):
+    """record --events malloc --max-overhead PCT on alloc_steady.py (20000 malloc()s a second from
+    before the attach): without the option sampling.overhead predicts (max_pct and stopped_at null);
+    with 0.01 the probes stop within 3 s (stopped_at) and counters.alloc_calls stop growing (against
+    the run without), the recording going on to its end (exit 0); with 100 they stop only where the
+    prediction is above 100; --max-overhead with growth or survivors is a usage error (exit 2)."""
+    p, info = start_steady_target(ctx, python)
+    problems = []
+    for events in ("growth", "survivors"):
+        u = ctx.run_bin(["record", "--pid", str(info["pid"]), "--events", events, "--duration", "2",
+                         "--max-overhead", "5"])
+        if u.rc != EXIT_USAGE or u.out.strip() or not u.err.strip():
+            problems.append("--events %s --max-overhead 5: want exit 2, a message and no report: %s"
+                            % (events, u.describe(True)))
+    rb, base, pr = overhead_record(ctx, p, info)
+    problems += pr
+    rl, low, pr = overhead_record(ctx, p, info, 0.01)
+    problems += pr
+    rh, high, pr = overhead_record(ctx, p, info, 100)
+    problems += pr
+    ovb = base["sampling"].get("overhead") or {}
+    ovl = low["sampling"].get("overhead") or {}
+    ovh = high["sampling"].get("overhead") or {}
+    st = ovl.get("stopped_at")
+    cb, cl = base["counters"].get("alloc_calls"), low["counters"].get("alloc_calls")
+    if not problems:
+        if st is None or st >= OVERHEAD_STOP_BY:
+            problems.append("--max-overhead 0.01: stopped_at %r, want < %gs (predicted %r%%)"
+                            % (st, OVERHEAD_STOP_BY, ovl.get("predicted_pct")))
+        # once detached, the probes count nothing more: at most what ran until stopped_at (+1 s)
+        elif not (is_int(cb) and is_int(cl) and 0 < cl <= cb * min(1.0, (st + 1.0) / base["duration"])):
+            problems.append("--max-overhead 0.01 stopped at %.2fs but counted %r alloc_calls, against %r in "
+                            "%.1fs without: they did not stop growing" % (st, cl, cb, base["duration"]))
+    if p.poll() is None:
+        send_line(p, b"stop\n")
+    rc, out, err = wait_target_exit(ctx, p, 20)
+    if rc != 0:
+        problems.append("the target failed after the recordings: rc %s %s %s" % (rc, short(out), short(err)))
+    if problems:
+        raise Fail("\n    ".join(problems[:25]) + "\n    overhead: %s | %s | %s\n    stderr (0.01): %s" % (
+            json.dumps(ovb, sort_keys=True), json.dumps(ovl, sort_keys=True), json.dumps(ovh, sort_keys=True),
+            short(rl.err, 600)))
+    return "predicted %.2f%% (trap %s ns, return %s ns, %.0f calls/s); 0.01%%: stopped at %.2fs, %d alloc_calls " \
+           "vs %d; 100%%: stopped_at %r" % (ovb["predicted_pct"], ovb["trap_ns"], ovb["return_trap_ns"],
+                                           ovb["calls_per_sec"], st, cl, cb, ovh.get("stopped_at"))
+
+
 # --- the runner ---------------------------------------------------------------------------------
 class Case:
-    def __init__(self, name, fn, args=(), timeout=60.0, needs=None, cost=1.0):
+    def __init__(self, name, fn, args=(), timeout=60.0, needs=None, cost=1.0, host=()):
         self.name, self.fn, self.args, self.timeout, self.needs = name, fn, args, timeout, needs
         self.cost = cost  # rough seconds, to start the longest cases first
+        self.host = host  # HOST_FEATURES the case needs: SKIP where doctor says the host lacks one
 
 
 def interp(iid):
@@ -3219,12 +3526,16 @@ def record_cases():
         cases.append(Case("record/budget-depth/" + iid, case_record_leak,
                           (interp(iid), "leak_large.py", None, 4.0, ["--budget", "100", "--max-depth", "2"], 2),
                           needs=interp(iid), cost=8))
+    wp = ("watchpoints",)  # --events survivors: SKIP where watchpoints do not trap
     for iid, path in INTERPRETERS:  # --events survivors: a small-object leak under small-object churn
-        cases.append(Case("record/survivors/" + iid, case_record_survivors, (path,), needs=path, cost=9))
+        cases.append(Case("record/survivors/" + iid, case_record_survivors, (path,), needs=path, cost=9, host=wp))
     for iid in ("3.8.18", "3.12.1", "deb-3.11"):  # leaks in a thread while two others churn
         cases.append(Case("record/survivors/threads/" + iid, case_record_survivors, (interp(iid), "thread"),
-                          needs=interp(iid), cost=9))
+                          needs=interp(iid), cost=9, host=wp))
     cases.append(Case("record/survivors/no-pymalloc/3.12.1", case_record_survivors_no_pymalloc,
+                      (interp("3.12.1"),), needs=interp("3.12.1"), cost=4, host=wp))
+    # where watchpoints do not trap (the inverse: SKIP where they do)
+    cases.append(Case("record/survivors/refused/3.12.1", case_record_survivors_refused,
                       (interp("3.12.1"),), needs=interp("3.12.1"), cost=4))
     for iid in ("3.10.13", "deb-3.11d"):
         cases.append(Case("record/text/" + iid, case_record_text, (interp(iid),), needs=interp(iid), cost=6))
@@ -3265,6 +3576,9 @@ def record_cases():
         cases.append(Case("record/malloc/nogil/" + iid, case_alloc_nogil, (path,), needs=path, cost=6))
     for iid in ("3.12.1",):
         cases.append(Case("record/malloc/killed/" + iid, case_alloc_killed, (interp(iid),), needs=interp(iid), cost=6))
+    for iid in ("3.12.1",):  # --max-overhead: the trap cost times the call rate stops the probes
+        cases.append(Case("record/malloc/max-overhead/" + iid, case_alloc_max_overhead, (interp(iid),), timeout=90,
+                          needs=interp(iid), cost=20))
     for iid, path, sv in UNSUPPORTED:
         cases.append(Case("record/unsupported/" + iid, case_record_errors, ("unsupported", (path, sv)), needs=path))
     cases += [
@@ -3326,6 +3640,7 @@ def all_cases():
             Case("no-privilege", case_no_privilege),
             Case("unprivileged-same-user", case_same_user),
             Case("usage", case_usage),
+            Case("doctor/json", case_doctor_json, cost=3),
         ]
         cases += record_cases()
     cases.sort(key=lambda c: -c.cost)  # stable: the longest first, otherwise in the order above
@@ -3338,9 +3653,18 @@ def all_cases():
 
 
 def run_case(case, ctx):
+    try:
+        lacking = host_missing(case.host) if case.host else None  # doctor runs before the deadline starts
+    except Exception as e:
+        lacking = None
+        ctx.notes.append("host feature probe failed: %s" % e)
     ctx.start()
     if case.needs and not os.access(case.needs, os.X_OK):
+        ctx.cleanup()
         return "SKIP", "%s not installed" % case.needs
+    if lacking:
+        ctx.cleanup()
+        return "SKIP", lacking
     try:
         return "PASS", case.fn(ctx, *case.args) or ""
     except Fail as e:
