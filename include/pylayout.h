@@ -1,9 +1,9 @@
 /* CPython memory layouts: where each field we read lives, per minor version.
  *
  * Version differences are data: one struct py_layout per minor version, generated from each
- * interpreter's own headers by tools/gen-layouts.sh (`make layouts`; src/pylayout_table.c, committed), and overridden
- * by the target's own _Py_DebugOffsets where the interpreter publishes them (3.13+). Offsets are in
- * bytes; PY_OFF_NONE marks a field this version does not have. */
+ * interpreter's own headers by tools/gen-layouts.sh (`make layouts`; src/pylayout_table.c,
+ * committed), and overridden by the target's own _Py_DebugOffsets where the interpreter publishes
+ * them (3.13+). Offsets are in bytes; PY_OFF_NONE marks a field this version does not have. */
 #ifndef PMS_PYLAYOUT_H
 #define PMS_PYLAYOUT_H
 
