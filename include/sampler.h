@@ -43,6 +43,7 @@ struct sampler_opts {
 	double max_overhead_pct; /* allocator sources: stop the probes above this predicted
 				  * slowdown (% of one thread); 0: no bound */
 	bool verbose;		 /* show libbpf's messages */
+	bool host_checked;	 /* sampler_require already passed: sampler_open skips it */
 };
 
 /* Called for each event; size is the number of bytes received (frames are only present up to

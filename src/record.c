@@ -360,6 +360,7 @@ int cmd_record(int argc, char **argv)
 	ret = sampler_require(sopts, &err);
 	if (ret)
 		goto restore;
+	sopts->host_checked = true; /* attach without asking again: the target runs meanwhile */
 	if (r.file_path) {
 		ret = recfile_create(r.file_path, force, &r.file, &err);
 		if (ret)
