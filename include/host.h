@@ -127,6 +127,10 @@ int host_selftest(struct pms_error *err);
  * mapped: what a uprobe on our own code takes, symbol or not. 0, -ENOENT or -errno. */
 int host_self_code_offset(uintptr_t addr, char *path, size_t path_len, uint64_t *off);
 
+/* The perf type of the uprobe PMU, what perf_event_open takes to create a uprobe. 0, -ENOENT
+ * (no uprobes in this kernel) or -errno. */
+int host_uprobe_pmu_type(long *type);
+
 /* Effective capabilities of the calling thread (capget), bit n = capability n. 0 or -errno. */
 int host_caps_self(uint64_t *mask);
 /* Capability set `set` ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb") of process `pid`, from

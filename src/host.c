@@ -1001,7 +1001,7 @@ static void check_uprobe_cost(struct host_report *r)
 		set_result(c, HOST_SKIPPED, "not run: needs uprobes");
 		return;
 	}
-	err = read_long(UPROBE_TYPE, &type);
+	err = host_uprobe_pmu_type(&type);
 	if (!err)
 		err = hostcost_uprobe(type, u);
 	if (err) {
@@ -1043,6 +1043,11 @@ void host_cpu(char *model, size_t len, bool *hypervisor)
 }
 
 /* ---- reports and verdicts ---- */
+
+int host_uprobe_pmu_type(long *type)
+{
+	return read_long(UPROBE_TYPE, type);
+}
 
 int host_report_new(unsigned needs, unsigned flags, struct host_report **out)
 {

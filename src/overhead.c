@@ -6,9 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "host.h"
 #include "hostcost.h"
-
-#define UPROBE_TYPE "/sys/bus/event_source/devices/uprobe/type"
 
 bool overhead_insn_emulated(const uint8_t *code, size_t len)
 {
@@ -39,18 +38,6 @@ static bool probe_emulated(const struct alloc_probe *p)
 	return n > 0 && overhead_insn_emulated(code, (size_t)n);
 }
 
-static int read_pmu_type(long *type)
-{
-	FILE *f = fopen(UPROBE_TYPE, "r");
-	int ok;
-
-	if (!f)
-		return -errno;
-	ok = fscanf(f, "%ld", type) == 1;
-	fclose(f);
-	return ok ? 0 : -EINVAL;
-}
-
 int overhead_init(struct overhead *o, const struct alloc_probes *probes, double max_pct,
 		  struct pms_error *err)
 {
@@ -61,7 +48,7 @@ int overhead_init(struct overhead *o, const struct alloc_probes *probes, double 
 	memset(o, 0, sizeof(*o));
 	o->max_pct = max_pct;
 	o->stopped_at = -1;
-	ret = read_pmu_type(&type);
+	ret = host_uprobe_pmu_type(&type);
 	if (!ret)
 		ret = hostcost_uprobe(type, &u);
 	if (ret)

@@ -670,15 +670,14 @@ static void detach_links(struct sampler *s)
 	s->nlinks = s->nreturns = 0;
 }
 
-/* Calls of each probed function so far, summed over the CPUs. */
-static int probe_calls(struct sampler *s, uint64_t out[PMS_MAX_PROBES])
+/* Entries 0..n of a per-CPU array map of u64, each summed over the CPUs. */
+static int sum_percpu(const struct sampler *s, int fd, uint64_t *out, uint32_t n)
 {
 	uint64_t *values = calloc((size_t)s->ncpus, sizeof(*values));
-	int fd = bpf_map__fd(s->alloc->maps.probe_calls);
 
 	if (!values)
 		return -ENOMEM;
-	for (uint32_t k = 0; k < PMS_MAX_PROBES; k++) {
+	for (uint32_t k = 0; k < n; k++) {
 		out[k] = 0;
 		if (bpf_map_lookup_elem(fd, &k, values) != 0)
 			continue;
@@ -703,7 +702,7 @@ int sampler_check(struct sampler *s, double elapsed, char *note, size_t len, str
 	}
 	if (!s->has_overhead || s->detached || elapsed - o->last_t < OVERHEAD_WINDOW_S)
 		return 0;
-	if (probe_calls(s, calls))
+	if (sum_percpu(s, bpf_map__fd(s->alloc->maps.probe_calls), calls, PMS_MAX_PROBES))
 		return 0; /* no prediction this time; the recording goes on */
 	over = overhead_update(o, calls, elapsed);
 	if (over) {
@@ -752,19 +751,10 @@ int sampler_poll(struct sampler *s, int timeout_ms)
 
 int sampler_counters(struct sampler *s, uint64_t out[PMS_CNT_MAX])
 {
-	uint64_t *values = calloc((size_t)s->ncpus, sizeof(*values));
-	int fd = bpf_map__fd(s->counters);
+	int ret = sum_percpu(s, bpf_map__fd(s->counters), out, PMS_CNT_MAX);
 
-	if (!values)
-		return -ENOMEM;
-	for (uint32_t k = 0; k < PMS_CNT_MAX; k++) {
-		out[k] = 0;
-		if (bpf_map_lookup_elem(fd, &k, values) != 0)
-			continue;
-		for (int c = 0; c < s->ncpus; c++)
-			out[k] += values[c];
-	}
-	free(values);
+	if (ret)
+		return ret;
 	if (s->surv)
 		surv_counters(s->surv, out);
 	return 0;

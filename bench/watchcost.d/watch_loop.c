@@ -3,7 +3,8 @@
  * a move of the watchpoint (PERF_EVENT_IOC_MODIFY_ATTRIBUTES) takes the thread that makes it.
  * Prints "traps N of M writes", "trap_ns N" (per trapped write; 0 when nothing trapped) and
  * "modify_us N". On some hosts (VMs whose hypervisor does not pass debug registers through) the
- * breakpoint opens and enables but never fires: the count read back tells that apart from a cost. */
+ * breakpoint opens and enables but never fires: the count read back tells that apart from a cost.
+ */
 #define _GNU_SOURCE
 #include <linux/hw_breakpoint.h>
 #include <linux/perf_event.h>
@@ -80,7 +81,8 @@ int main(void)
 	}
 	printf("traps %llu of %d writes\n", (unsigned long long)traps, rounds * n);
 	/* the extra time of the fastest enabled round, per write that trapped in it */
-	printf("trap_ns %.0f\n", best_traps ? (best_trap - best_plain) / (double)best_traps * 1e9 : 0.0);
+	printf("trap_ns %.0f\n",
+	       best_traps ? (best_trap - best_plain) / (double)best_traps * 1e9 : 0.0);
 	a.disabled = 0;
 	t0 = now();
 	for (int i = 0; i < moves; i++) {
