@@ -26,9 +26,13 @@ msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
 ARCH     := x86
+# src/ is grouped by pipeline stage (cmd, python, process, sampling, profile, output, util); each
+# header sits beside its .c and every group is on the include path.
+SRC_DIRS := $(sort $(dir $(wildcard src/*/*.c src/*/*.h)))
+SRC_INCS := $(patsubst %/,-I%,$(SRC_DIRS))
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers \
-            -Iinclude -Ibpf -I$(BUILD) -MMD -MP
+            $(SRC_INCS) -Ibpf -I$(BUILD) -MMD -MP
 LDLIBS   += -lbpf -lelf -lz -lm -lncursesw
 ifneq ($(SAN),)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -36,9 +40,9 @@ LDFLAGS  += -fsanitize=address,undefined
 endif
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Werror -I$(BUILD) -Ibpf
 
-SRCS      := $(wildcard src/*.c)
+SRCS      := $(wildcard src/*/*.c)
 OBJS      := $(patsubst src/%.c,$(BUILD)/src/%.o,$(SRCS))
-LIB_OBJS  := $(filter-out $(BUILD)/src/main.o,$(OBJS))
+LIB_OBJS  := $(filter-out $(BUILD)/src/cmd/main.o,$(OBJS))
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
@@ -131,9 +135,9 @@ demo: deps
 	$(Q)tools/host-setup.sh
 	$(Q)examples/demo.sh ./pymemspy
 
-# Regenerates src/pylayout_table.c from the installed interpreters' headers (output committed).
+# Regenerates src/python/pylayout_table.c from the installed interpreters' headers (output committed).
 layouts:
-	$(Q)tools/gen-layouts.sh > src/pylayout_table.c.new && mv src/pylayout_table.c.new src/pylayout_table.c
+	$(Q)tools/gen-layouts.sh > src/python/pylayout_table.c.new && mv src/python/pylayout_table.c.new src/python/pylayout_table.c
 
 # Programs that print figures (not tests): the target's throughput alone vs recorded, the
 # profiler's own cost, and how much of a leak's growth is charged to the leaking function.
@@ -154,7 +158,7 @@ bench-leaks-fast: $(BIN)
 	$(Q)tools/host-setup.sh
 	$(Q)bench/leaks/run --fast --pymemspy $(BIN)
 
-FORMAT_FILES = $(wildcard src/*.c include/*.h bpf/*.c bpf/*.h tests/unit/*.c tests/fuzz/*.c)
+FORMAT_FILES = $(wildcard src/*/*.c src/*/*.h bpf/*.c bpf/*.h tests/unit/*.c tests/fuzz/*.c)
 format:
 	$(Q)clang-format -i $(FORMAT_FILES)
 

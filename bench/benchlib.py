@@ -60,7 +60,7 @@ def binary_info(path):
         try:
             head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, universal_newlines=True, timeout=10).stdout.strip()
-            dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src", "bpf", "include"],
+            dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "src", "bpf"],
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
                                    timeout=10).stdout.strip()
             if head:

@@ -24,19 +24,20 @@ fi
 san='-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer'
 # FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION: the reader skips CRCs, so mutations reach the parsers
 cflags="-std=c11 -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -g -O1 -Wall -Wextra \
-	-Werror -Wno-missing-field-initializers -Iinclude -Ibpf $san"
+	-Werror -Wno-missing-field-initializers $(for d in src/*/; do printf ' -I%s' "${d%/}"; done) -Ibpf $san"
 
 # Every module but main and the two that need generated BPF skeletons, in an archive: the link
 # takes only what the reader and the report reach (a module that does not build here is left out;
 # the link says so if the reader needed it).
 rebuild=0
-for h in include/*.h bpf/*.h tools/fuzz.sh; do
+for h in src/*/*.h bpf/*.h tools/fuzz.sh; do
 	[ "$h" -nt "$out/libpms.a" ] && rebuild=1 && break
 done
 objs=
-for src in src/*.c; do
-	name=$(basename "$src" .c)
-	case $name in main | host | sampler) continue ;; esac
+for src in src/*/*.c; do
+	name=$(printf '%s' "${src#src/}" | tr / _)
+	name=${name%.c}
+	case $name in cmd_main | sampling_host | sampling_sampler) continue ;; esac
 	obj="$out/obj/$name.o"
 	if [ $rebuild = 1 ] || [ ! -e "$obj" ] || [ "$src" -nt "$obj" ]; then
 		echo "  CC       $obj"

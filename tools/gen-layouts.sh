@@ -1,9 +1,9 @@
 #!/bin/sh
-# Prints src/pylayout_table.c: one struct py_layout per (minor version, build), measured by
+# Prints src/python/pylayout_table.c: one struct py_layout per (minor version, build), measured by
 # compiling tools/layoutgen.c against each installed interpreter's own headers, then the 3.14
 # entries written by hand from CPython's sources (tools/layouts-3.14.inc: no 3.14 here).
 #
-#   tools/gen-layouts.sh > src/pylayout_table.c      (or: make layouts)
+#   tools/gen-layouts.sh > src/python/pylayout_table.c      (or: make layouts)
 #
 # Every header set below must be present: the output must not depend on what happens to be
 # installed, so a missing one is an error, not a shorter table. The debug and Debian header sets

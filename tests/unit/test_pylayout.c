@@ -382,7 +382,8 @@ Test(pylayout, regeneration_matches_committed_table, .timeout = 300)
 	FILE *f;
 	int status;
 
-	if (access("tools/gen-layouts.sh", X_OK) != 0 || access("src/pylayout_table.c", R_OK) != 0)
+	if (access("tools/gen-layouts.sh", X_OK) != 0 ||
+	    access("src/python/pylayout_table.c", R_OK) != 0)
 		cr_skip_test("run from the repository root to check tools/gen-layouts.sh");
 	if (getenv("PMS_PYENV_VERSIONS"))
 		cr_skip_test("PMS_PYENV_VERSIONS is set: the table names the default interpreters");
@@ -391,7 +392,7 @@ Test(pylayout, regeneration_matches_committed_table, .timeout = 300)
 			cr_skip_test("%s is absent: cannot regenerate the layout table here",
 				     need[i]);
 
-	f = fopen("src/pylayout_table.c", "r");
+	f = fopen("src/python/pylayout_table.c", "r");
 	cr_assert_not_null(f);
 	want = slurp(f, &want_len);
 	fclose(f);
@@ -401,10 +402,10 @@ Test(pylayout, regeneration_matches_committed_table, .timeout = 300)
 	got = slurp(f, &got_len);
 	status = pclose(f);
 	cr_assert_eq(status, 0, "tools/gen-layouts.sh failed (status %d)", status);
-	cr_assert(
-	    got_len == want_len && memcmp(got, want, want_len) == 0,
-	    "tools/gen-layouts.sh output differs from src/pylayout_table.c: run `make layouts` "
-	    "and review the diff");
+	cr_assert(got_len == want_len && memcmp(got, want, want_len) == 0,
+		  "tools/gen-layouts.sh output differs from src/python/pylayout_table.c: run `make "
+		  "layouts` "
+		  "and review the diff");
 	free(want);
 	free(got);
 }
