@@ -175,7 +175,7 @@ static __always_inline void sampled(__u64 addr, __u64 size, __u64 p, __u32 fn)
 	}
 	ev->addr = addr;
 	ev->len = size;
-	ev->addr2 = p;
+	ev->p_q32 = p;
 	ev->bytes = (__s64)size;
 	ev->cause = fn;
 	walk_or_mark(ev, tid, find_tstate(tid));

@@ -252,7 +252,7 @@ static __always_inline int moved(__u64 from, __u64 to, __u64 len)
 	if (!ev)
 		return 0;
 	ev->addr = from;
-	ev->addr2 = to;
+	ev->new_addr = to;
 	ev->len = len;
 	ev->cause = PMS_REL_MREMAP;
 	send(ev);

@@ -52,11 +52,11 @@ enum pms_event_kind {
 	PMS_EV_GROWTH = 1,  /* resident memory grew in the target's context: bytes > 0 */
 	PMS_EV_SHRINK = 2,  /* resident memory shrank in the target's context: bytes < 0 */
 	PMS_EV_RELEASE = 3, /* the target released [addr, addr+len): munmap, madvise, brk, mremap */
-	PMS_EV_MOVE = 4,    /* mremap moved [addr, addr+len) to addr2: its pages stay resident */
-	PMS_EV_ALLOC = 5,   /* a sampled allocation: addr, len bytes asked, addr2 its threshold */
+	PMS_EV_MOVE = 4,    /* mremap moved [addr, addr+len) to new_addr: its pages stay resident */
+	PMS_EV_ALLOC = 5,   /* a sampled allocation: addr, len bytes asked, p_q32 its chance */
 	PMS_EV_FREE = 6,    /* a sampled allocation at addr was freed (or moved by realloc) */
 	PMS_EV_WATCH = 7,   /* survivors: the watched word at addr was written (len: the value,
-			     * addr2: the arm's generation) */
+			     * gen: the arm's generation) */
 };
 
 enum pms_event_flags {
@@ -85,10 +85,15 @@ struct pms_frame {
 };
 
 struct pms_event {
-	__u64 ts_ns; /* bpf_ktime_get_ns() */
-	__u64 addr;  /* fault address (GROWTH) or range start (RELEASE) */
-	__u64 len;   /* range length (RELEASE, MOVE) */
-	__u64 addr2; /* new start (MOVE) */
+	__u64 ts_ns;		/* bpf_ktime_get_ns() */
+	__u64 addr;		/* fault address (GROWTH) or range start (RELEASE) */
+	__u64 len;		/* range length (RELEASE, MOVE) */
+	union {			/* what a kind needs besides addr and len; 0 for the others */
+		__u64 new_addr; /* MOVE: the range's new start */
+		__u64 p_q32;	/* ALLOC: the chance it was sampled with, in units of 2^-32 */
+		__u64 gen;	/* WATCH: the generation of the arm that trapped */
+		__u64 extra;	/* the union as one word, for clearing it */
+	};
 	__s64 bytes; /* resident bytes this event adds (or removes), weighted by the sampling (1 <<
 			shift) */
 	__u64 stack_id; /* hash of the frames; 0: no Python stack */

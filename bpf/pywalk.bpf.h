@@ -300,7 +300,7 @@ static __always_inline struct pms_event *new_event(__u16 kind, __u32 tid)
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->addr = 0;
 	ev->len = 0;
-	ev->addr2 = 0;
+	ev->extra = 0;
 	ev->bytes = 0;
 	ev->stack_id = 0;
 	ev->tid = tid;

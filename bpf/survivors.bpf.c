@@ -59,7 +59,7 @@ static __always_inline void sample(struct pms_watch_arm *a, __u64 addr, __u64 va
 		return;
 	ev->ts_ns = now;
 	ev->addr = addr;
-	ev->addr2 = a->gen;
+	ev->gen = a->gen;
 	ev->len = value;
 	walk_or_mark(ev, tid, find_tstate(tid));
 	send(ev);

@@ -6,11 +6,12 @@
 
 void attach_opts_init(struct attach_opts *a, unsigned budget, uint64_t rate)
 {
-	*a = (struct attach_opts){.sampler = {.source = SAMPLER_GROWTH,
-					      .max_depth = PMS_MAX_DEPTH,
-					      .budget_per_sec = budget,
-					      .rate = rate},
-				  .events = "growth"};
+	*a = (struct attach_opts){
+	    .sampler = {.source = PMS_SOURCE_GROWTH,
+			.max_depth = PMS_MAX_DEPTH,
+			.budget_per_sec = budget,
+			.rate = rate},
+	};
 }
 
 /* A usage error about a range: fmt takes the two bounds as %g or %.0f. */
@@ -31,7 +32,7 @@ int attach_opts_parse(struct attach_opts *a, const char *cmd, int c, const char 
 
 	switch (c) {
 	case 'e':
-		if (sampler_parse_source(arg, &s->source, &a->events)) {
+		if (pms_source_parse(arg, &s->source)) {
 			cli_usage_error(cmd, "--events: the sources are 'growth', 'survivors', "
 					     "'malloc' and 'pymalloc'");
 			return -1;
@@ -77,7 +78,7 @@ int attach_opts_parse(struct attach_opts *a, const char *cmd, int c, const char 
 
 int attach_opts_check(const struct attach_opts *a, const char *cmd)
 {
-	if (a->max_overhead_given && !sampler_is_allocator(a->sampler.source)) {
+	if (a->max_overhead_given && !pms_source_is_allocator(a->sampler.source)) {
 		cli_usage_error(cmd, "--max-overhead bounds the uprobe sources (--events malloc "
 				     "or pymalloc)");
 		return -1;

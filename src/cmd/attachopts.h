@@ -26,7 +26,6 @@
 
 struct attach_opts {
 	struct sampler_opts sampler;
-	const char *events; /* the source's canonical name */
 	bool max_overhead_given;
 };
 

@@ -2,22 +2,17 @@
  * cleanly (Ctrl-C, --duration, the target exiting), report. */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "cli.h"
-#include "profile.h"
-#include "recfile.h"
-#include "pytarget.h"
-#include "report.h"
 #include "attachopts.h"
-#include "sampler.h"
+#include "cli.h"
+#include "proc.h"
+#include "recfile.h"
+#include "report.h"
+#include "session.h"
 
 #define RECORD_DEFAULT_BUDGET 500	  /* stack walks per second */
 #define RECORD_DEFAULT_RATE   (64 * 1024) /* bytes between allocation samples, on average */
@@ -29,36 +24,24 @@
 #define RECORD_CONFIDENT_MIN_S 5.0
 #define RECORD_CONFIDENT_MAX_S 600.0
 
-/* Set by SIGINT/SIGTERM: the one piece of global state, owned by this CLI entry. */
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
-
 struct recording {
-	struct pytarget *target;
-	struct profile *profile;
-	struct sampler *sampler;
+	struct session *session;
+	struct profile *profile;     /* the session's */
+	struct sampler *sampler;     /* the session's, once attached */
 	struct recfile_writer *file; /* -o FILE, or NULL */
 	const char *file_path;
 	bool file_failed; /* said so once, then the recording goes on without it */
-	uint64_t start_ns;
-	int error; /* first error from the event path */
 };
 
-static int on_event(const struct pms_event *ev, size_t size, void *ctx)
-{
-	struct recording *r = ctx;
-	double at = ev->ts_ns > r->start_ns ? (double)(ev->ts_ns - r->start_ns) / 1e9 : 0;
-	int ret = profile_add_event(r->profile, ev, size, at);
-
-	if (ret && !r->error)
-		r->error = ret;
-	return 0;
-}
+/* What the command line asks. */
+struct record_args {
+	struct attach_opts attach;
+	pid_t pid;
+	double duration; /* 0: until stopped */
+	unsigned top;
+	const char *file_path;
+	bool json, quiet, force, until_confident;
+};
 
 static void usage(FILE *out)
 {
@@ -181,7 +164,7 @@ static void file_tick(struct recording *r, double at)
 	if (!r->file || r->file_failed)
 		return;
 	sampler_counters(r->sampler, counters);
-	proc_rss(pytarget_proc(r->target), &rss);
+	proc_rss(pytarget_proc(session_target(r->session)), &rss);
 	ret = recfile_tick(r->file, r->profile, at, rss, counters);
 	if (!ret)
 		ret = recfile_flush(r->file);
@@ -191,23 +174,23 @@ static void file_tick(struct recording *r, double at)
 		file_failed(r, ret);
 }
 
-static void file_start(struct recording *r, const struct sampler_opts *sopts, const char *events,
-		       uint64_t rss_start)
+static void file_start(struct recording *r, const struct sampler_opts *sopts)
 {
-	const struct pyversion *v = pytarget_version(r->target);
+	struct pytarget *target = session_target(r->session);
+	const struct pyversion *v = pytarget_version(target);
 	struct recfile_meta m;
 	int ret;
 
 	recfile_meta_init(&m);
-	m.pid = proc_pid(pytarget_proc(r->target));
-	snprintf(m.comm, sizeof(m.comm), "%s", proc_comm(pytarget_proc(r->target)));
+	m.pid = proc_pid(pytarget_proc(target));
+	snprintf(m.comm, sizeof(m.comm), "%s", proc_comm(pytarget_proc(target)));
 	snprintf(m.python_version, sizeof(m.python_version), "%s", v->text);
 	snprintf(m.python_build, sizeof(m.python_build), "%s", pylayout_build_name(v->build));
-	snprintf(m.events, sizeof(m.events), "%s", events);
-	m.rss_start = rss_start;
+	snprintf(m.events, sizeof(m.events), "%s", pms_source_name(sopts->source));
+	m.rss_start = session_rss_start(r->session);
 	m.budget_per_sec = sopts->budget_per_sec;
 	m.max_depth = sopts->max_depth;
-	m.rate = sampler_is_allocator(sopts->source) ? sopts->rate : 0;
+	m.rate = pms_source_is_allocator(sopts->source) ? sopts->rate : 0;
 	if (sampler_probes(r->sampler)) {
 		snprintf(m.allocator, sizeof(m.allocator), "%s",
 			 sampler_probes(r->sampler)->allocator);
@@ -229,7 +212,7 @@ static void file_close(struct recording *r, const struct report_meta *meta)
 		return;
 	if (!r->file_failed) {
 		e.duration = meta->duration;
-		snprintf(e.ended_by, sizeof(e.ended_by), "%s", meta->ended_by);
+		snprintf(e.ended_by, sizeof(e.ended_by), "%s", pms_end_name(meta->ended_by));
 		e.rss_end = meta->rss_end;
 		e.profiler_cpu = meta->profiler_cpu;
 		e.profiler_max_rss = meta->profiler_max_rss;
@@ -249,7 +232,9 @@ static void file_close(struct recording *r, const struct report_meta *meta)
 	r->file = NULL;
 }
 
-int cmd_record(int argc, char **argv)
+/* Fills a from the command line. Returns -1 to go on, else the exit code (--help, a usage
+ * error). */
+static int parse_args(int argc, char **argv, struct record_args *a)
 {
 	/* clang-format off: one option a line */
 	static const struct option opts[] = {
@@ -266,25 +251,15 @@ int cmd_record(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	/* clang-format on */
-	struct attach_opts aopts;
-	struct sampler_opts *sopts = &aopts.sampler;
-	struct report_meta meta = {.top = RECORD_DEFAULT_TOP};
-	struct sigaction sa = {0}, old_int, old_term;
-	struct pms_error err = {{0}};
-	struct recording r = {0};
-	struct rusage ru;
-	bool json = false, quiet = false, force = false, until_confident = false;
-	double duration = 0, elapsed = 0, last_status = 0, last_tick = 0;
-	pid_t pid = 0;
-	char note[512];
 	long v;
-	int c, ret;
+	int c;
 
-	attach_opts_init(&aopts, RECORD_DEFAULT_BUDGET, RECORD_DEFAULT_RATE);
+	*a = (struct record_args){.top = RECORD_DEFAULT_TOP};
+	attach_opts_init(&a->attach, RECORD_DEFAULT_BUDGET, RECORD_DEFAULT_RATE);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ATTACH_SHORT_OPTIONS "p:d:n:o:fujqh", opts, NULL)) !=
 	       -1) {
-		int applied = attach_opts_parse(&aopts, "record", c, optarg);
+		int applied = attach_opts_parse(&a->attach, "record", c, optarg);
 
 		if (applied < 0)
 			return PMS_EXIT_USAGE;
@@ -292,11 +267,11 @@ int cmd_record(int argc, char **argv)
 			continue;
 		switch (c) {
 		case 'p':
-			if (cli_parse_pid(optarg, &pid))
+			if (cli_parse_pid(optarg, &a->pid))
 				return cli_usage_error("record", "--pid needs a process id");
 			break;
 		case 'd':
-			if (cli_parse_seconds(optarg, &duration) || duration <= 0)
+			if (cli_parse_seconds(optarg, &a->duration) || a->duration <= 0)
 				return cli_usage_error("record",
 						       "--duration needs a positive number "
 						       "of seconds");
@@ -304,22 +279,22 @@ int cmd_record(int argc, char **argv)
 		case 'n':
 			if (cli_parse_long(optarg, 1, 100000, &v))
 				return cli_usage_error("record", "--top needs a positive number");
-			meta.top = (unsigned)v;
+			a->top = (unsigned)v;
 			break;
 		case 'o':
-			r.file_path = optarg;
+			a->file_path = optarg;
 			break;
 		case 'f':
-			force = true;
+			a->force = true;
 			break;
 		case 'u':
-			until_confident = true;
+			a->until_confident = true;
 			break;
 		case 'j':
-			json = true;
+			a->json = true;
 			break;
 		case 'q':
-			quiet = true;
+			a->quiet = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -331,153 +306,115 @@ int cmd_record(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error("record", "unexpected argument");
-	if (!pid)
+	if (!a->pid)
 		return cli_usage_error("record", "--pid is required");
-	if (attach_opts_check(&aopts, "record"))
+	if (attach_opts_check(&a->attach, "record"))
 		return PMS_EXIT_USAGE;
-	meta.events = aopts.events;
-	if (until_confident && duration == 0)
-		duration = RECORD_CONFIDENT_MAX_S;
+	if (a->until_confident && a->duration == 0)
+		a->duration = RECORD_CONFIDENT_MAX_S;
 	if (!isatty(STDERR_FILENO))
-		quiet = true;
+		a->quiet = true;
+	return -1;
+}
 
-	ret = pytarget_open(pid, &r.target, &err);
-	if (ret)
-		goto out;
-	r.profile = profile_new(r.target);
-	if (!r.profile) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	/* signals only set a flag: the loop below detaches before anything else happens */
-	sa.sa_handler = on_stop_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
+/* Records until a signal, --duration, the target's exit or (--until-confident) confidence. */
+static int record_loop(struct recording *r, const struct record_args *a, enum pms_end *ended,
+		       struct pms_error *err)
+{
+	double elapsed, last_status = 0, last_tick = 0;
+	char note[512];
 
-	/* the host and privileges, then the file: a run that cannot record leaves no file behind,
-	 * and a file that may not be written stops us before we attach */
-	ret = sampler_require(sopts, &err);
-	if (ret)
-		goto restore;
-	sopts->host_checked = true; /* attach without asking again: the target runs meanwhile */
-	if (r.file_path) {
-		ret = recfile_create(r.file_path, force, &r.file, &err);
-		if (ret)
-			goto restore;
-	}
-	ret = sampler_open(r.target, sopts, on_event, &r, &r.sampler, &err);
-	if (ret)
-		goto restore;
-	r.start_ns = clock_monotonic_ns();
-	proc_rss(pytarget_proc(r.target), &meta.rss_start);
-	if (r.file)
-		file_start(&r, sopts, meta.events, meta.rss_start);
-	meta.ended_by = "signal";
-	if (!json || !quiet)
-		fprintf(stderr, "pymemspy: recording pid %d (Python %s); Ctrl-C to stop\n", pid,
-			pytarget_version(r.target)->text);
-	if (!quiet || !json)
-		sampler_describe(r.sampler, stderr);
-	while (!stop_requested) {
-		int n = sampler_poll(r.sampler, RECORD_POLL_MS);
+	for (;;) {
+		int n = session_step(r->session, RECORD_POLL_MS, a->duration, ended, note,
+				     sizeof(note), err);
 
-		if (n < 0 && n != -EINTR) {
-			ret = pms_error_set(&err, -n, "reading the ring buffer: %s", strerror(-n));
-			break;
-		}
-		elapsed = (double)(clock_monotonic_ns() - r.start_ns) / 1e9;
-		n = sampler_check(r.sampler, elapsed, note, sizeof(note), &err);
-		if (n < 0) {
-			ret = n;
-			break;
-		}
-		if (n > 0)
-			fprintf(stderr, "%spymemspy: %s\n", quiet ? "" : "\n", note);
-		if (!proc_alive(pytarget_proc(r.target))) {
-			meta.ended_by = "target exited";
-			fprintf(stderr, "%spymemspy: the target (pid %d) exited after %.1f s\n",
-				quiet ? "" : "\n", pid, elapsed);
-			break;
-		}
-		if (duration > 0 && elapsed >= duration) {
-			meta.ended_by = "duration";
-			break;
+		if (n < 0)
+			return n;
+		elapsed = session_elapsed(r->session);
+		if (note[0])
+			fprintf(stderr, "%spymemspy: %s\n", a->quiet ? "" : "\n", note);
+		if (n > 0) {
+			if (*ended == PMS_END_TARGET_EXITED)
+				fprintf(stderr,
+					"%spymemspy: the target (pid %d) exited after %.1f s\n",
+					a->quiet ? "" : "\n", a->pid, elapsed);
+			return 0;
 		}
 		if (elapsed - last_tick >= 1.0) {
-			file_tick(&r, elapsed);
+			file_tick(r, elapsed);
 			last_tick = elapsed;
-			if (until_confident && elapsed >= RECORD_CONFIDENT_MIN_S &&
-			    report_top_confidence(r.profile, elapsed) >= RECORD_CONFIDENT) {
-				meta.ended_by = "confident";
-				break;
+			if (a->until_confident && elapsed >= RECORD_CONFIDENT_MIN_S &&
+			    report_top_confidence(r->profile, elapsed) >= RECORD_CONFIDENT) {
+				*ended = PMS_END_CONFIDENT;
+				return 0;
 			}
 		}
-		if (!quiet && elapsed - last_status >= 1.0) {
-			status_line(&r, elapsed, false);
+		if (!a->quiet && elapsed - last_status >= 1.0) {
+			status_line(r, elapsed, false);
 			last_status = elapsed;
 		}
 	}
-	if (ret)
-		goto restore;
-	/* detach first, then take what is already in the ring buffer: from here on the counters
-	 * no longer move, so the report and the file's last tick see the same ones */
-	sampler_detach(r.sampler);
-	while (sampler_poll(r.sampler, 0) > 0)
-		;
-	elapsed = (double)(clock_monotonic_ns() - r.start_ns) / 1e9;
-	file_tick(&r, elapsed);
-	if (!quiet)
-		status_line(&r, elapsed, true);
-	if (strcmp(meta.ended_by, "target exited") != 0)
-		proc_rss(pytarget_proc(r.target), &meta.rss_end);
-	sampler_counters(r.sampler, meta.counters);
-	if (sampler_overhead(r.sampler)) {
-		meta.overhead = *sampler_overhead(r.sampler);
-		meta.has_overhead = true;
-	}
-	meta.bpf_map_bytes = sampler_map_bytes(r.sampler);
-	if (sampler_probes(r.sampler)) {
-		snprintf(meta.allocator, sizeof(meta.allocator), "%s",
-			 sampler_probes(r.sampler)->allocator);
-		meta.coverage = sampler_probes(r.sampler)->coverage;
-		meta.attach = sampler_attach_name(r.sampler);
-	}
-	sampler_close(r.sampler);
-	r.sampler = NULL;
-	if (r.error) {
-		ret = pms_error_set(&err, -r.error, "keeping the profile: %s", strerror(-r.error));
-		goto restore;
-	}
+}
 
-	meta.pid = pid;
-	meta.comm = proc_comm(pytarget_proc(r.target));
-	meta.python = pytarget_version(r.target);
+int cmd_record(int argc, char **argv)
+{
+	struct record_args a;
+	struct sampler_opts *sopts = &a.attach.sampler;
+	struct report_meta meta = {0};
+	struct pms_error err = {{0}};
+	struct recording r = {0};
+	double elapsed;
+	int ret = parse_args(argc, argv, &a);
+
+	if (ret >= 0)
+		return ret;
+	r.file_path = a.file_path;
+	ret = session_open(a.pid, &r.session, &err);
+	if (ret)
+		goto out;
+	r.profile = session_profile(r.session);
+	/* the host and privileges, then the file: a run that cannot record leaves no file behind,
+	 * and a file that may not be written stops us before we attach */
+	ret = session_require(r.session, sopts, &err);
+	if (!ret && r.file_path)
+		ret = recfile_create(r.file_path, a.force, &r.file, &err);
+	if (!ret)
+		ret = session_attach(r.session, sopts, &err);
+	if (ret)
+		goto out;
+	r.sampler = session_sampler(r.session);
+	if (r.file)
+		file_start(&r, sopts);
+	if (!a.json || !a.quiet)
+		fprintf(stderr, "pymemspy: recording pid %d (Python %s); Ctrl-C to stop\n", a.pid,
+			pytarget_version(session_target(r.session))->text);
+	if (!a.quiet || !a.json)
+		sampler_describe(r.sampler, stderr);
+	ret = record_loop(&r, &a, &meta.ended_by, &err);
+	if (!ret)
+		ret = session_detach(r.session, &err);
+	if (ret)
+		goto out;
+	elapsed = session_elapsed(r.session);
+	file_tick(&r, elapsed);
+	if (!a.quiet)
+		status_line(&r, elapsed, true);
+	if (meta.ended_by != PMS_END_TARGET_EXITED)
+		proc_rss(pytarget_proc(session_target(r.session)), &meta.rss_end);
+	session_fill_meta(r.session, sopts, &meta);
 	meta.duration = elapsed;
-	meta.budget_per_sec = sopts->budget_per_sec;
-	meta.rate = sampler_is_allocator(sopts->source) ? sopts->rate : 0;
-	meta.max_depth = sopts->max_depth;
-	meta.profile_bytes = profile_memory(r.profile);
-	getrusage(RUSAGE_SELF, &ru);
-	meta.profiler_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-			    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-	meta.profiler_max_rss = (uint64_t)ru.ru_maxrss * 1024;
+	meta.top = a.top;
 	file_close(&r, &meta);
-	if (json)
+	if (a.json)
 		ret = report_json(stdout, r.profile, &meta);
 	else
 		report_text(stdout, r.profile, &meta);
 	if (r.file_path && !r.file_failed)
 		fprintf(stderr, "pymemspy: wrote %s; read it with 'pymemspy report %s'\n",
 			r.file_path, r.file_path);
-restore:
+out:
 	if (r.file)
 		recfile_close(r.file); /* an error path: keep what was written */
-	sampler_close(r.sampler);
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
-out:
-	profile_free(r.profile);
-	pytarget_close(r.target);
+	session_close(r.session);
 	return ret ? cli_fail(&err, ret) : PMS_EXIT_OK;
 }

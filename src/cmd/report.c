@@ -94,12 +94,14 @@ static int load(const char *path, unsigned top, struct loaded *l, struct pms_err
 	m->pid = c->meta.pid;
 	m->comm = c->meta.comm;
 	m->python = &l->py;
-	m->events = c->meta.events[0] ? c->meta.events : "growth";
+	/* files of the first recorders name no source: theirs was growth */
+	if (c->meta.events[0] && pms_source_parse(c->meta.events, &m->source))
+		return pms_error_set(err, PMS_EBADFILE, "%s: unknown event source '%s'", path,
+				     c->meta.events);
 	m->rss_start = c->meta.rss_start;
 	memcpy(m->counters, c->counters, sizeof(m->counters));
 	m->budget_per_sec = c->meta.budget_per_sec;
 	m->max_depth = c->meta.max_depth;
-	/* rate > 0 switches the printers to the allocator layout, as record's own report */
 	m->rate = c->meta.rate;
 	snprintf(m->allocator, sizeof(m->allocator), "%s", c->meta.allocator);
 	m->coverage = c->meta.coverage;
@@ -111,12 +113,13 @@ static int load(const char *path, unsigned top, struct loaded *l, struct pms_err
 		m->profiler_max_rss = c->end.profiler_max_rss;
 		m->bpf_map_bytes = c->end.bpf_map_bytes;
 		m->profile_bytes = c->end.profile_bytes;
-		m->ended_by = c->end.ended_by[0] ? c->end.ended_by : "unknown";
+		m->ended_by = pms_end_parse(c->end.ended_by);
 	} else {
 		/* what the last tick saw is all we know */
 		m->duration = c->last_tick;
 		m->rss_end = c->rss_last;
-		m->ended_by = "unknown (the file has no end record)";
+		m->ended_by = PMS_END_UNKNOWN;
+		m->no_end_record = true;
 	}
 	return 0;
 }
@@ -348,7 +351,7 @@ static void diff_text(const struct loaded *a, const struct loaded *b, const stru
 		       l->meta.pid, l->meta.comm, l->py.text, l->meta.duration,
 		       cut_short(l) ? " (truncated)" : "");
 	}
-	if (a->meta.rate > 0)
+	if (pms_source_is_allocator(a->meta.source))
 		printf("\nSites whose live bytes changed most (estimated bytes allocated and not "
 		       "freed at the end; rate: per second recorded)\n");
 	else
@@ -394,7 +397,8 @@ static int diff_json(const struct loaded *a, const struct loaded *b, const struc
 	json_object_begin(j);
 	json_kv_string(j, "schema", "pymemspy.diff/1");
 	/* what bytes_a and bytes_b count (a key added after the first release of the schema) */
-	json_kv_string(j, "measure", a->meta.rate > 0 ? "live_bytes" : "resident_growth");
+	json_kv_string(j, "measure",
+		       pms_source_is_allocator(a->meta.source) ? "live_bytes" : "resident_growth");
 	for (int i = 0; i < 2; i++) {
 		const struct loaded *l = both[i];
 
@@ -408,7 +412,7 @@ static int diff_json(const struct loaded *a, const struct loaded *b, const struc
 		json_kv_string(j, "version", l->py.text);
 		json_kv_string(j, "build", pylayout_build_name(l->py.build));
 		json_object_end(j);
-		json_kv_string(j, "events", l->meta.events);
+		json_kv_string(j, "events", pms_source_name(l->meta.source));
 		json_kv_double(j, "duration", l->meta.duration);
 		json_kv_bool(j, "truncated", cut_short(l));
 		json_kv_bool(j, "damaged", l->c.corrupt);
@@ -458,12 +462,13 @@ static int report_diff(const char *path_a, const char *path_b, bool json, unsign
 	if (ret)
 		goto out;
 	/* resident growth and live heap bytes, or two allocators' views, are not one measure */
-	if (strcmp(a.meta.events, b.meta.events) != 0 || (a.meta.rate > 0) != (b.meta.rate > 0)) {
-		ret = pms_error_set(&err, EINVAL,
+	if (a.meta.source != b.meta.source) {
+		ret = pms_error_set(&err, PMS_EUSAGE,
 				    "%s records '%s' events and %s records '%s': --diff compares "
 				    "two recordings of the same source (record both with the same "
 				    "--events)",
-				    a.path, a.meta.events, b.path, b.meta.events);
+				    a.path, pms_source_name(a.meta.source), b.path,
+				    pms_source_name(b.meta.source));
 		goto out;
 	}
 	if (strcmp(a.meta.comm, b.meta.comm) != 0 || strcmp(a.py.text, b.py.text) != 0)

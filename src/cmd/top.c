@@ -5,21 +5,17 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "attachopts.h"
 #include "cli.h"
 #include "leaks.h"
-#include "profile.h"
-#include "pytarget.h"
+#include "proc.h"
 #include "report.h"
-#include "attachopts.h"
-#include "sampler.h"
+#include "session.h"
 #include "tui.h"
 #include "u64map.h"
 
@@ -31,15 +27,6 @@
 #define TOP_RATE_SECONDS     5.0 /* rates cover about this much of the recent past */
 #define TOP_MAX_SLOTS	     50
 #define TOP_POLL_MS	     50 /* keys are read between polls: this bounds their latency */
-
-/* Set by SIGINT/SIGTERM: the one piece of global state, owned by this CLI entry. */
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
 
 /* A site of the profile as we know it, indexed by the profile's site id. */
 struct site_stat {
@@ -56,11 +43,11 @@ struct mark {
 };
 
 struct top {
-	struct pytarget *target;
-	struct profile *profile;
-	struct sampler *sampler;
-	uint64_t start_ns;
-	int error; /* first error from the event path */
+	struct session *session;
+	struct pytarget *target; /* the session's */
+	struct profile *profile; /* the session's */
+	struct sampler *sampler; /* the session's, once attached */
+	char note[512];		 /* the sampler's last line for the user, on the screen */
 	/* net bytes of each site in each of the last nslots refreshes (site-major) */
 	struct site_stat *sites;
 	int64_t *window;
@@ -76,22 +63,6 @@ struct top {
 	size_t rows_cap;
 	struct tui_view view;
 };
-
-static double elapsed(const struct top *t)
-{
-	return (double)(clock_monotonic_ns() - t->start_ns) / 1e9;
-}
-
-static int on_event(const struct pms_event *ev, size_t size, void *ctx)
-{
-	struct top *t = ctx;
-	double at = ev->ts_ns > t->start_ns ? (double)(ev->ts_ns - t->start_ns) / 1e9 : 0;
-	int ret = profile_add_event(t->profile, ev, size, at);
-
-	if (ret && !t->error)
-		t->error = ret;
-	return 0;
-}
 
 /* ---- Sites by identity: the profile's site pointers move as it grows, its strings do not ---- */
 
@@ -334,7 +305,7 @@ static int build_rows(struct top *t)
 	size_t n, nrows = 0, *row_of = NULL;
 	int ret = 0;
 
-	profile_extend_to(t->profile, elapsed(t));
+	profile_extend_to(t->profile, session_elapsed(t->session));
 	sites = profile_sites(t->profile, &n);
 	if (!sites)
 		return -ENOMEM;
@@ -511,9 +482,7 @@ static void usage(FILE *out)
 
 static void top_free(struct top *t)
 {
-	sampler_close(t->sampler);
-	profile_free(t->profile);
-	pytarget_close(t->target);
+	session_close(t->session);
 	u64map_free(t->site_ids);
 	free(t->sites);
 	free(t->window);
@@ -521,7 +490,19 @@ static void top_free(struct top *t)
 	free(t->rows);
 }
 
-int cmd_top(int argc, char **argv)
+/* What the command line asks. */
+struct top_args {
+	struct attach_opts attach;
+	pid_t pid;
+	double interval, duration; /* duration 0: until stopped */
+	unsigned top_rows;
+	enum tui_sort sort;
+	enum tui_group group;
+};
+
+/* Fills a from the command line. Returns -1 to go on, else the exit code (--help, a usage
+ * error). */
+static int parse_args(int argc, char **argv, struct top_args *a)
 {
 	static const struct option opts[] = {
 	    ATTACH_LONG_OPTIONS,
@@ -534,27 +515,18 @@ int cmd_top(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct attach_opts aopts;
-	struct sigaction sa = {0}, old_int, old_term, old_pipe;
-	struct pms_error err = {{0}};
-	struct top t = {0};
-	char note[512];
-	bool allocations;
-	struct tui *tui = NULL;
-	double interval = TOP_DEFAULT_INTERVAL, duration = 0, now = 0, next_refresh;
-	unsigned top_rows = TOP_DEFAULT_ROWS;
-	bool plain, target_exited = false, output_closed = false;
-	pid_t pid = 0;
 	long v;
-	int c, ret;
+	int c;
 
-	t.view.sort = TUI_SORT_RESIDENT;
-	t.view.group = TUI_GROUP_LINE;
-	attach_opts_init(&aopts, TOP_DEFAULT_BUDGET, TOP_DEFAULT_RATE);
+	*a = (struct top_args){.interval = TOP_DEFAULT_INTERVAL,
+			       .top_rows = TOP_DEFAULT_ROWS,
+			       .sort = TUI_SORT_RESIDENT,
+			       .group = TUI_GROUP_LINE};
+	attach_opts_init(&a->attach, TOP_DEFAULT_BUDGET, TOP_DEFAULT_RATE);
 	optind = 1;
 	while ((c = getopt_long(argc, argv, ATTACH_SHORT_OPTIONS "p:i:d:s:g:n:h", opts, NULL)) !=
 	       -1) {
-		int applied = attach_opts_parse(&aopts, "top", c, optarg);
+		int applied = attach_opts_parse(&a->attach, "top", c, optarg);
 
 		if (applied < 0)
 			return PMS_EXIT_USAGE;
@@ -562,35 +534,35 @@ int cmd_top(int argc, char **argv)
 			continue;
 		switch (c) {
 		case 'p':
-			if (cli_parse_pid(optarg, &pid))
+			if (cli_parse_pid(optarg, &a->pid))
 				return cli_usage_error("top", "--pid needs a process id");
 			break;
 		case 'i':
-			if (cli_parse_seconds(optarg, &interval) || interval < TOP_MIN_INTERVAL ||
-			    interval > 3600)
+			if (cli_parse_seconds(optarg, &a->interval) ||
+			    a->interval < TOP_MIN_INTERVAL || a->interval > 3600)
 				return cli_usage_error("top",
 						       "--interval needs a number of seconds "
 						       "from 0.1 to 3600");
 			break;
 		case 'd':
-			if (cli_parse_seconds(optarg, &duration) || duration <= 0)
+			if (cli_parse_seconds(optarg, &a->duration) || a->duration <= 0)
 				return cli_usage_error("top", "--duration needs a positive number "
 							      "of seconds");
 			break;
 		case 's':
-			if (tui_sort_parse(optarg, &t.view.sort))
+			if (tui_sort_parse(optarg, &a->sort))
 				return cli_usage_error("top",
 						       "--sort: resident, growth, alloc, leak, "
 						       "samples or name");
 			break;
 		case 'g':
-			if (tui_group_parse(optarg, &t.view.group))
+			if (tui_group_parse(optarg, &a->group))
 				return cli_usage_error("top", "--group: line, function or file");
 			break;
 		case 'n':
 			if (cli_parse_long(optarg, 1, 100000, &v))
 				return cli_usage_error("top", "--top needs a positive number");
-			top_rows = (unsigned)v;
+			a->top_rows = (unsigned)v;
 			break;
 		case 'h':
 			usage(stdout);
@@ -602,152 +574,165 @@ int cmd_top(int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error("top", "unexpected argument");
-	if (!pid)
+	if (!a->pid)
 		return cli_usage_error("top", "--pid is required");
-	if (attach_opts_check(&aopts, "top"))
+	if (attach_opts_check(&a->attach, "top"))
 		return PMS_EXIT_USAGE;
-	allocations = sampler_is_allocator(aopts.sampler.source);
-	if (t.view.sort == TUI_SORT_ALLOC && !allocations)
+	if (a->sort == TUI_SORT_ALLOC && !pms_source_is_allocator(a->attach.sampler.source))
 		return cli_usage_error("top",
 				       "--sort alloc: this event source sees no allocations");
-	t.view.ascending = !tui_sort_descending_default(t.view.sort);
-	t.view.hdr.show_alloc = allocations;
-	plain = !isatty(STDOUT_FILENO) || !isatty(STDIN_FILENO);
-	/* at 1 s a window of 5 slots; never fewer than one, never more than the cap */
-	t.nslots = (size_t)lround(TOP_RATE_SECONDS / interval);
-	t.nslots = t.nslots < 1 ? 1 : t.nslots > TOP_MAX_SLOTS ? TOP_MAX_SLOTS : t.nslots;
+	return -1;
+}
 
-	ret = pytarget_open(pid, &t.target, &err);
-	if (ret)
-		goto out;
-	t.profile = profile_new(t.target);
-	t.site_ids = u64map_new(1024);
-	t.marks = calloc(t.nslots + 1, sizeof(*t.marks));
-	if (!t.profile || !t.site_ids || !t.marks) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	t.view.hdr.pid = pid;
-	t.view.hdr.comm = proc_comm(pytarget_proc(t.target));
-	t.view.hdr.python = pytarget_version(t.target)->text;
-	t.view.hdr.build = pylayout_build_name(pytarget_version(t.target)->build);
-	t.view.hdr.events = aopts.events;
+/* Acts on the keys typed since the last step. Returns 1 to quit, 0, or a negative errno. */
+static int handle_keys(struct top *t, struct tui *tui, bool *redraw)
+{
+	int key, ret = 0;
 
-	/* signals only set a flag: the loop restores the terminal and detaches before anything
-	 * else happens (installed before the screen opens, so ncurses keeps its hands off) */
-	sa.sa_handler = on_stop_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
-	/* a reader that goes away (| head) ends the snapshots with EPIPE, not a silent death */
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, &old_pipe);
-
-	ret = sampler_open(t.target, &aopts.sampler, on_event, &t, &t.sampler, &err);
-	if (ret)
-		goto restore;
-	if (plain)
-		sampler_describe(t.sampler, stderr);
-	t.start_ns = clock_monotonic_ns();
-	proc_rss(pytarget_proc(t.target), &t.rss_start);
-	t.marks[0].rss = t.rss_start;
-	if (plain) {
-		fprintf(stderr, "pymemspy: watching pid %d (Python %s); Ctrl-C to stop\n", pid,
-			t.view.hdr.python);
-	} else {
-		ret = tui_open(&tui, &err);
+	while (tui && (key = tui_getkey(tui)) != -1) {
+		switch (tui_key(&t->view, key)) {
+		case TUI_QUIT:
+			return 1;
+		case TUI_RESORT:
+			tui_sort_rows(t->view.rows, t->view.nrows, t->view.sort, t->view.ascending);
+			tui_reselect(&t->view);
+			*redraw = true;
+			break;
+		case TUI_REGROUP: /* also when paused: the frozen rows are of another kind */
+		case TUI_RESUME:
+			ret = build_rows(t);
+			*redraw = true;
+			break;
+		case TUI_REDRAW:
+			*redraw = true;
+			break;
+		case TUI_NONE:
+			break;
+		}
 		if (ret)
-			goto restore;
+			return ret;
 	}
-	ret = build_rows(&t);
-	if (ret)
-		goto restore;
-	if (tui)
-		tui_draw(tui, &t.view);
+	return 0;
+}
 
-	next_refresh = interval;
-	while (!stop_requested) {
-		bool redraw = false, quit = false;
-		int n = sampler_poll(t.sampler, TOP_POLL_MS), key;
+/* Refreshes every interval and draws (or prints) until a signal, --duration, the target's exit,
+ * the q key, or a reader that went away (*output_closed). */
+static int top_loop(struct top *t, const struct top_args *a, struct tui *tui, bool plain,
+		    enum pms_end *ended, bool *output_closed, struct pms_error *err)
+{
+	double next_refresh = a->interval;
+	char note[512];
 
-		if (n < 0 && n != -EINTR) {
-			ret = pms_error_set(&err, -n, "reading the ring buffer: %s", strerror(-n));
-			break;
-		}
-		if (t.error) {
-			ret = pms_error_set(&err, -t.error, "keeping the profile: %s",
-					    strerror(-t.error));
-			break;
-		}
-		now = elapsed(&t);
-		n = sampler_check(t.sampler, now, note, sizeof(note), &err);
-		if (n < 0) {
-			ret = n;
-			break;
-		}
-		if (n > 0 && plain)
+	for (;;) {
+		bool redraw = false;
+		int n = session_step(t->session, TOP_POLL_MS, a->duration, ended, note,
+				     sizeof(note), err);
+		double now = session_elapsed(t->session);
+
+		if (n < 0)
+			return n;
+		if (note[0] && plain)
 			fprintf(stderr, "pymemspy: %s\n", note);
-		else if (n > 0)
-			t.view.hdr.note = note; /* on the screen, not under it */
-		if (!proc_alive(pytarget_proc(t.target))) {
-			target_exited = true;
-			break;
+		else if (note[0]) {
+			/* on the screen, not under it */
+			snprintf(t->note, sizeof(t->note), "%s", note);
+			t->view.hdr.note = t->note;
 		}
-		if (duration > 0 && now >= duration)
-			break;
+		if (n > 0)
+			return 0;
 		if (now >= next_refresh) {
-			ret = refresh(&t, now);
-			if (!ret && !t.view.paused)
-				ret = build_rows(&t);
-			if (ret)
-				break;
-			if (plain && print_snapshot(&t, stdout, top_rows)) {
-				output_closed = true; /* nobody reads any more: end quietly */
-				break;
+			n = refresh(t, now);
+			if (!n && !t->view.paused)
+				n = build_rows(t);
+			if (n)
+				return n;
+			if (plain && print_snapshot(t, stdout, a->top_rows)) {
+				*output_closed = true; /* nobody reads any more: end quietly */
+				return 0;
 			}
 			redraw = true;
 			/* a late refresh does not make the next ones come in a burst */
-			next_refresh += interval;
+			next_refresh += a->interval;
 			if (next_refresh <= now)
-				next_refresh = now + interval;
+				next_refresh = now + a->interval;
 		}
-		while (tui && (key = tui_getkey(tui)) != -1) {
-			switch (tui_key(&t.view, key)) {
-			case TUI_QUIT:
-				quit = true;
-				break;
-			case TUI_RESORT:
-				tui_sort_rows(t.view.rows, t.view.nrows, t.view.sort,
-					      t.view.ascending);
-				tui_reselect(&t.view);
-				redraw = true;
-				break;
-			case TUI_REGROUP: /* also when paused: the frozen rows are of another kind
-					   */
-			case TUI_RESUME:
-				ret = build_rows(&t);
-				redraw = true;
-				break;
-			case TUI_REDRAW:
-				redraw = true;
-				break;
-			case TUI_NONE:
-				break;
-			}
-		}
-		if (ret || quit)
-			break;
+		n = handle_keys(t, tui, &redraw);
+		if (n)
+			return n < 0 ? n : 0;
 		if (tui && redraw)
-			tui_draw(tui, &t.view);
+			tui_draw(tui, &t->view);
 	}
+}
+
+int cmd_top(int argc, char **argv)
+{
+	struct top_args a;
+	struct pms_error err = {{0}};
+	struct top t = {0};
+	struct tui *tui = NULL;
+	enum pms_end ended = PMS_END_SIGNAL;
+	bool plain, output_closed = false;
+	double now;
+	int ret = parse_args(argc, argv, &a);
+
+	if (ret >= 0)
+		return ret;
+	t.view.sort = a.sort;
+	t.view.group = a.group;
+	t.view.ascending = !tui_sort_descending_default(t.view.sort);
+	t.view.hdr.show_alloc = pms_source_is_allocator(a.attach.sampler.source);
+	plain = !isatty(STDOUT_FILENO) || !isatty(STDIN_FILENO);
+	/* at 1 s a window of 5 slots; never fewer than one, never more than the cap */
+	t.nslots = (size_t)lround(TOP_RATE_SECONDS / a.interval);
+	t.nslots = t.nslots < 1 ? 1 : t.nslots > TOP_MAX_SLOTS ? TOP_MAX_SLOTS : t.nslots;
+
+	/* signals are taken before the screen opens, so ncurses keeps its hands off them */
+	ret = session_open(a.pid, &t.session, &err);
+	if (ret)
+		goto out;
+	t.target = session_target(t.session);
+	t.profile = session_profile(t.session);
+	t.site_ids = u64map_new(1024);
+	t.marks = calloc(t.nslots + 1, sizeof(*t.marks));
+	if (!t.site_ids || !t.marks) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	t.view.hdr.pid = a.pid;
+	t.view.hdr.comm = proc_comm(pytarget_proc(t.target));
+	t.view.hdr.python = pytarget_version(t.target)->text;
+	t.view.hdr.build = pylayout_build_name(pytarget_version(t.target)->build);
+	t.view.hdr.events = pms_source_name(a.attach.sampler.source);
+
+	ret = session_attach(t.session, &a.attach.sampler, &err);
+	if (ret)
+		goto out;
+	t.sampler = session_sampler(t.session);
+	if (plain)
+		sampler_describe(t.sampler, stderr);
+	t.rss_start = session_rss_start(t.session);
+	t.marks[0].rss = t.rss_start;
+	if (plain)
+		fprintf(stderr, "pymemspy: watching pid %d (Python %s); Ctrl-C to stop\n", a.pid,
+			t.view.hdr.python);
+	else
+		ret = tui_open(&tui, &err);
+	if (!ret)
+		ret = build_rows(&t);
+	if (ret)
+		goto out;
+	if (tui)
+		tui_draw(tui, &t.view);
+	ret = top_loop(&t, &a, tui, plain, &ended, &output_closed, &err);
+	now = session_elapsed(t.session);
 	/* the terminal first: whatever comes next is printed on a normal screen */
 	tui_close(tui);
 	tui = NULL;
-	if (!ret && !output_closed && target_exited) {
+	if (!ret && !output_closed && ended == PMS_END_TARGET_EXITED) {
 		/* the live view vanishes with the screen: leave its last state on the terminal (as
 		 * of the last refresh: the exit's own unmapping is teardown, not the program) */
 		if (!plain)
-			print_snapshot(&t, stdout, top_rows);
+			print_snapshot(&t, stdout, a.top_rows);
 	} else if (!ret && !output_closed && plain &&
 		   now - mark_at(&t, t.refreshes)->at >= TOP_POLL_MS / 1000.0) {
 		/* the last, partial interval */
@@ -755,19 +740,13 @@ int cmd_top(int argc, char **argv)
 		if (!ret)
 			ret = build_rows(&t);
 		if (!ret)
-			print_snapshot(&t, stdout, top_rows);
+			print_snapshot(&t, stdout, a.top_rows);
 	}
-	if (!ret && target_exited)
+	if (!ret && ended == PMS_END_TARGET_EXITED)
 		fprintf(stderr, "pymemspy: the target (pid %d) exited after %.1f s; top stopped\n",
-			pid, now);
-restore:
-	tui_close(tui);
-	sampler_close(t.sampler);
-	t.sampler = NULL;
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
-	sigaction(SIGPIPE, &old_pipe, NULL);
+			a.pid, now);
 out:
+	tui_close(tui);
 	top_free(&t);
 	return ret ? cli_fail(&err, ret) : PMS_EXIT_OK;
 }

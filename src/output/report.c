@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "counters.h"
 #include "json.h"
 #include "leaks.h"
 
@@ -90,7 +91,13 @@ static void print_stack(FILE *out, const struct profile_site *s)
 
 static bool allocator_source(const struct report_meta *m)
 {
-	return m->rate > 0;
+	return pms_source_is_allocator(m->source);
+}
+
+static const char *ended_text(const struct report_meta *m)
+{
+	return m->no_end_record ? "unknown (the file has no end record)"
+				: pms_end_name(m->ended_by);
 }
 
 /* Half-width of the 95% interval of an estimate whose variance is var. */
@@ -114,6 +121,25 @@ static size_t judged_candidates(struct profile *p, const struct report_meta *m,
 				struct candidate *out, size_t max)
 {
 	return frees_unseen(m) ? 0 : find_candidates(p, m->duration, out, max);
+}
+
+/* The counters each source's text report lists, in its order. */
+static const enum pms_counter growth_counters[] = {
+    PMS_CNT_RSS_EVENTS, PMS_CNT_FAULTS,	   PMS_CNT_RELEASES,	 PMS_CNT_READ_ERRORS,
+    PMS_CNT_NO_TSTATE,	PMS_CNT_TRUNCATED, PMS_CNT_RINGBUF_FULL,
+};
+static const enum pms_counter alloc_counters[] = {
+    PMS_CNT_ALLOC_CALLS, PMS_CNT_FREE_CALLS,   PMS_CNT_ALLOC_SAMPLES, PMS_CNT_FREES_MATCHED,
+    PMS_CNT_NESTED,	 PMS_CNT_LIVE_FULL,    PMS_CNT_READ_ERRORS,   PMS_CNT_NO_TSTATE,
+    PMS_CNT_TRUNCATED,	 PMS_CNT_RINGBUF_FULL,
+};
+
+static void print_counters(FILE *out, const struct report_meta *m, const enum pms_counter *which,
+			   size_t n, const struct profile_totals *t)
+{
+	fprintf(out, "Counters: ");
+	counter_print_list(out, m->counters, which, n);
+	fprintf(out, ", stacks lost %llu\n", (unsigned long long)t->stacks_lost);
 }
 
 static void print_survivors_summary(FILE *out, const struct report_meta *m)
@@ -172,7 +198,7 @@ static void print_alloc_summary(FILE *out, struct profile *p, const struct repor
 		"Sampling: %s (%s): %llu of %llu allocation calls sampled, each allocation of s "
 		"bytes with chance 1-exp(-s/%s) and counted 1/chance times; +/- is a 95%% "
 		"interval\n",
-		m->allocator[0] ? m->allocator : "allocator", m->events,
+		m->allocator[0] ? m->allocator : "allocator", pms_source_name(m->source),
 		(unsigned long long)m->counters[PMS_CNT_ALLOC_SAMPLES],
 		(unsigned long long)m->counters[PMS_CNT_ALLOC_CALLS], r);
 	if (m->coverage >= 0 && m->coverage < 0.999)
@@ -183,21 +209,8 @@ static void print_alloc_summary(FILE *out, struct profile *p, const struct repor
 	else if (m->coverage < 0)
 		fprintf(out, "Coverage: unknown; this build may serve some allocations without "
 			     "calling the probed functions\n");
-	fprintf(out,
-		"Counters: allocation calls %llu, frees %llu, sampled %llu, frees of samples %llu, "
-		"nested calls %llu, live map full %llu, read errors %llu, no thread state %llu, "
-		"truncated %llu, ring buffer full %llu, stacks lost %llu\n",
-		(unsigned long long)m->counters[PMS_CNT_ALLOC_CALLS],
-		(unsigned long long)m->counters[PMS_CNT_FREE_CALLS],
-		(unsigned long long)m->counters[PMS_CNT_ALLOC_SAMPLES],
-		(unsigned long long)m->counters[PMS_CNT_FREES_MATCHED],
-		(unsigned long long)m->counters[PMS_CNT_NESTED],
-		(unsigned long long)m->counters[PMS_CNT_LIVE_FULL],
-		(unsigned long long)m->counters[PMS_CNT_READ_ERRORS],
-		(unsigned long long)m->counters[PMS_CNT_NO_TSTATE],
-		(unsigned long long)m->counters[PMS_CNT_TRUNCATED],
-		(unsigned long long)m->counters[PMS_CNT_RINGBUF_FULL],
-		(unsigned long long)profile_totals(p)->stacks_lost);
+	print_counters(out, m, alloc_counters, sizeof(alloc_counters) / sizeof(alloc_counters[0]),
+		       profile_totals(p));
 	if (m->has_overhead) {
 		const struct overhead *o = &m->overhead;
 
@@ -285,8 +298,8 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 	report_format_bytes((double)m->rss_start, a, sizeof(a));
 	report_format_bytes((double)m->rss_end, b, sizeof(b));
 	report_format_bytes((double)m->rss_end - (double)m->rss_start, c, sizeof(c));
-	fprintf(out, "Recorded %.1f s (ended by %s), events: %s\n", m->duration, m->ended_by,
-		m->events);
+	fprintf(out, "Recorded %.1f s (ended by %s), events: %s\n", m->duration, ended_text(m),
+		pms_source_name(m->source));
 	if (m->rss_end)
 		fprintf(out, "Target RSS: %s -> %s (%s)\n", a, b, c);
 	if (allocator_source(m)) {
@@ -309,18 +322,9 @@ void report_text(FILE *out, struct profile *p, const struct report_meta *m)
 		    (unsigned long long)m->counters[PMS_CNT_GROWTH],
 		    m->counters[PMS_CNT_BUDGET_OVERFLOW] ? " (and bursts beyond it were dropped)"
 							 : "");
-	fprintf(out,
-		"Counters: rss events %llu, page faults %llu, releases %llu, read errors %llu, "
-		"no thread state %llu, truncated %llu, ring buffer full %llu, stacks lost %llu\n",
-		(unsigned long long)m->counters[PMS_CNT_RSS_EVENTS],
-		(unsigned long long)m->counters[PMS_CNT_FAULTS],
-		(unsigned long long)m->counters[PMS_CNT_RELEASES],
-		(unsigned long long)m->counters[PMS_CNT_READ_ERRORS],
-		(unsigned long long)m->counters[PMS_CNT_NO_TSTATE],
-		(unsigned long long)m->counters[PMS_CNT_TRUNCATED],
-		(unsigned long long)m->counters[PMS_CNT_RINGBUF_FULL],
-		(unsigned long long)t->stacks_lost);
-	if (strcmp(m->events, "survivors") == 0)
+	print_counters(out, m, growth_counters,
+		       sizeof(growth_counters) / sizeof(growth_counters[0]), t);
+	if (m->source == PMS_SOURCE_SURVIVORS)
 		print_survivors_summary(out, m);
 
 candidates:
@@ -496,9 +500,9 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	json_kv_string(j, "version", m->python->text);
 	json_kv_string(j, "build", pylayout_build_name(m->python->build));
 	json_object_end(j);
-	json_kv_string(j, "events", m->events);
+	json_kv_string(j, "events", pms_source_name(m->source));
 	json_kv_double(j, "duration", m->duration);
-	json_kv_string(j, "ended_by", m->ended_by);
+	json_kv_string(j, "ended_by", ended_text(m));
 
 	json_key(j, "leak_candidates");
 	json_array_begin(j);
@@ -616,36 +620,8 @@ int report_json(FILE *out, struct profile *p, const struct report_meta *m)
 	json_key(j, "counters");
 	json_object_begin(j);
 	json_kv_uint(j, "events", m->counters[PMS_CNT_RSS_EVENTS]);
-	json_kv_uint(j, "rss_events", m->counters[PMS_CNT_RSS_EVENTS]);
-	json_kv_uint(j, "growth_events", m->counters[PMS_CNT_GROWTH]);
-	json_kv_uint(j, "shrink_events", m->counters[PMS_CNT_SHRINK]);
-	json_kv_uint(j, "page_faults", m->counters[PMS_CNT_FAULTS]);
-	json_kv_uint(j, "samples", m->counters[PMS_CNT_SAMPLES]);
-	json_kv_uint(j, "budget_skipped", m->counters[PMS_CNT_BUDGET_SKIPPED]);
-	json_kv_uint(j, "budget_overflow", m->counters[PMS_CNT_BUDGET_OVERFLOW]);
-	json_kv_uint(j, "dropped", m->counters[PMS_CNT_RINGBUF_FULL]);
-	json_kv_uint(j, "read_errors", m->counters[PMS_CNT_READ_ERRORS]);
-	json_kv_uint(j, "no_thread_state", m->counters[PMS_CNT_NO_TSTATE]);
-	json_kv_uint(j, "truncated", m->counters[PMS_CNT_TRUNCATED]);
-	json_kv_uint(j, "releases", m->counters[PMS_CNT_RELEASES]);
-	json_kv_uint(j, "alloc_calls", m->counters[PMS_CNT_ALLOC_CALLS]);
-	json_kv_uint(j, "free_calls", m->counters[PMS_CNT_FREE_CALLS]);
-	json_kv_uint(j, "alloc_samples", m->counters[PMS_CNT_ALLOC_SAMPLES]);
-	json_kv_uint(j, "frees_matched", m->counters[PMS_CNT_FREES_MATCHED]);
-	json_kv_uint(j, "nested_calls", m->counters[PMS_CNT_NESTED]);
-	json_kv_uint(j, "live_map_full", m->counters[PMS_CNT_LIVE_FULL]);
-	json_kv_uint(j, "watch_traps", m->counters[PMS_CNT_WATCH_TRAPS]);
-	json_kv_uint(j, "watch_hits", m->counters[PMS_CNT_WATCH_HITS]);
-	json_kv_uint(j, "watch_traps_following", m->counters[PMS_CNT_WATCH_FOLLOWING]);
-	json_kv_uint(j, "survivor_arms", m->counters[PMS_CNT_SURV_ARMS]);
-	json_kv_uint(j, "survivor_arms_lost", m->counters[PMS_CNT_SURV_LOST]);
-	json_kv_uint(j, "survivor_followed", m->counters[PMS_CNT_SURV_FOLLOWED]);
-	json_kv_uint(j, "survivors", m->counters[PMS_CNT_SURV_SURVIVED]);
-	json_kv_uint(j, "survivor_died", m->counters[PMS_CNT_SURV_DIED]);
-	json_kv_uint(j, "survivor_held_bytes", m->counters[PMS_CNT_SURV_HELD]);
-	json_kv_uint(j, "survivor_fallback_bytes", m->counters[PMS_CNT_SURV_FALLBACK]);
-	json_kv_uint(j, "threads_watched", m->counters[PMS_CNT_SURV_THREADS]);
-	json_kv_uint(j, "threads_unwatched", m->counters[PMS_CNT_SURV_UNWATCHED]);
+	for (int c = 0; c < PMS_CNT_MAX; c++)
+		json_kv_uint(j, counter_key((enum pms_counter)c), m->counters[c]);
 	json_kv_uint(j, "allocs_untracked", t->allocs_untracked);
 	json_kv_uint(j, "stacks_lost", t->stacks_lost);
 	json_kv_uint(j, "pages_untracked", t->pages_untracked);

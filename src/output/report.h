@@ -11,12 +11,13 @@
 #include "profile.h"
 #include "pymemspy.h"
 #include "pytarget.h"
+#include "source.h"
 
 struct report_meta {
 	pid_t pid;
 	const char *comm;
 	const struct pyversion *python;
-	const char *events;
+	enum pms_source source;
 	double duration;    /* seconds recorded */
 	uint64_t rss_start; /* target RSS (bytes) when recording started */
 	uint64_t rss_end;   /* ... when it stopped (0: the target had exited) */
@@ -31,8 +32,9 @@ struct report_meta {
 	uint64_t profiler_max_rss;
 	uint64_t bpf_map_bytes;
 	uint64_t profile_bytes;
-	const char *ended_by; /* "duration", "signal", "target exited" */
-	bool has_overhead;    /* uprobe sources, live: the predicted overhead */
+	enum pms_end ended_by;
+	bool no_end_record; /* a record file cut short: ended_by is unknown */
+	bool has_overhead;  /* uprobe sources, live: the predicted overhead */
 	struct overhead overhead;
 	unsigned top;	     /* sites to show */
 	const char *command; /* what made the report: "record" (NULL) or "report" */

@@ -471,7 +471,7 @@ static void add_move(struct profile *p, const struct pms_event *ev)
 	for (size_t i = 0; i < c.nhits; i++)
 		u64map_del(p->pages, c.hits[i], &values[i]);
 	for (size_t i = 0; i < c.nhits; i++)
-		u64map_put(p->pages, ev->addr2 + (c.hits[i] - start), values[i]);
+		u64map_put(p->pages, ev->new_addr + (c.hits[i] - start), values[i]);
 out:
 	free(c.hits);
 	free(values);
@@ -533,8 +533,8 @@ static size_t live_slot(struct profile *p)
 
 static int add_alloc(struct profile *p, const struct pms_event *ev, size_t size, double at)
 {
-	/* addr2 is the probability the kernel sampled it with, in units of 2^-32 */
-	double weight = ev->addr2 ? (double)PMS_P_ONE / (double)ev->addr2 : 1.0;
+	/* the probability the kernel sampled it with, in units of 2^-32 */
+	double weight = ev->p_q32 ? (double)PMS_P_ONE / (double)ev->p_q32 : 1.0;
 	double var = (double)ev->len * (double)ev->len * weight * (weight - 1);
 	int64_t bytes = llround((double)ev->len * weight);
 	struct site_rec *s;

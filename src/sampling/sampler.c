@@ -19,7 +19,7 @@
 #include "survivors.skel.h"
 
 struct sampler {
-	enum sampler_source source;
+	enum pms_source source;
 	struct growth_bpf *growth; /* one of the two skeletons, by source */
 	struct alloc_bpf *alloc;
 	struct bpf_object *obj;
@@ -45,8 +45,7 @@ struct sampler {
 	struct pms_event held; /* a growth event whose bytes survivors holds, passed on without */
 };
 
-/* indexed by enum sampler_source */
-static const char *const source_names[] = {"growth", "malloc", "pymalloc", "survivors"};
+/* indexed by enum pms_source */
 
 static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
@@ -101,7 +100,7 @@ static int on_ringbuf(void *ctx, void *data, size_t size)
 	} else if (s->surv && ev->kind == PMS_EV_RELEASE) {
 		surv_release(s->surv, ev->addr, ev->len);
 	} else if (s->surv && ev->kind == PMS_EV_MOVE) {
-		surv_move(s->surv, ev->addr, ev->addr2, ev->len);
+		surv_move(s->surv, ev->addr, ev->new_addr, ev->len);
 	} else if (s->surv && surv_hold_growth(s->surv, ev)) {
 		/* the profile still learns the stack, without its bytes */
 		if (size > sizeof(s->held))
@@ -455,7 +454,7 @@ static int open_alloc(struct sampler *s, struct pytarget *t, const struct sample
 	int ret;
 
 	ret = allocators_find(
-	    t, opts->source == SAMPLER_PYMALLOC ? ALLOC_SOURCE_PYMALLOC : ALLOC_SOURCE_MALLOC,
+	    t, opts->source == PMS_SOURCE_PYMALLOC ? ALLOC_SOURCE_PYMALLOC : ALLOC_SOURCE_MALLOC,
 	    &s->probes, err);
 	if (ret)
 		return ret;
@@ -494,9 +493,9 @@ int sampler_require(const struct sampler_opts *opts, struct pms_error *err)
 {
 	/* survivors: the watchpoint self-test refuses a host whose watchpoints never trap, before
 	 * anything is attached (exit 8), instead of a whole recording with no sample */
-	return host_require(opts->source == SAMPLER_GROWTH	? HOST_NEEDS_GROWTH
-			    : opts->source == SAMPLER_SURVIVORS ? HOST_NEEDS_SURVIVORS
-								: HOST_NEEDS_ALLOCATOR,
+	return host_require(opts->source == PMS_SOURCE_GROWTH	   ? HOST_NEEDS_GROWTH
+			    : opts->source == PMS_SOURCE_SURVIVORS ? HOST_NEEDS_SURVIVORS
+								   : HOST_NEEDS_ALLOCATOR,
 			    err);
 }
 
@@ -522,9 +521,9 @@ int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_ev
 		ret = pms_error_set(err, EINVAL, "cannot count the CPUs");
 		goto fail;
 	}
-	ret = opts->source == SAMPLER_GROWTH	  ? open_growth(s, t, opts, err)
-	      : opts->source == SAMPLER_SURVIVORS ? open_survivors(s, t, opts, err)
-						  : open_alloc(s, t, opts, err);
+	ret = opts->source == PMS_SOURCE_GROWTH	     ? open_growth(s, t, opts, err)
+	      : opts->source == PMS_SOURCE_SURVIVORS ? open_survivors(s, t, opts, err)
+						     : open_alloc(s, t, opts, err);
 	if (ret)
 		goto fail;
 	if (s->alloc) {
@@ -554,18 +553,6 @@ fail:
 const struct alloc_probes *sampler_probes(const struct sampler *s)
 {
 	return s->alloc ? &s->probes : NULL;
-}
-
-int sampler_parse_source(const char *text, enum sampler_source *out, const char **name)
-{
-	for (size_t i = 0; i < sizeof(source_names) / sizeof(source_names[0]); i++) {
-		if (strcmp(text, source_names[i]) == 0) {
-			*out = (enum sampler_source)i;
-			*name = source_names[i];
-			return 0;
-		}
-	}
-	return -EINVAL;
 }
 
 /* indexed by enum attach_mode */
@@ -608,7 +595,7 @@ void sampler_describe(const struct sampler *s, FILE *out)
 		s->mode == ATTACH_SESSION ? "uprobe sessions: a return probe only for sampled calls"
 		: s->mode == ATTACH_MULTI ? "uprobe_multi links"
 					  : "perf uprobes");
-	if (s->source == SAMPLER_PYMALLOC)
+	if (s->source == PMS_SOURCE_PYMALLOC)
 		fprintf(out,
 			"pymemspy: --events pymalloc traps every Python allocation and free: the "
 			"target will run several times slower while we record (see OVERHEAD in "
@@ -712,7 +699,7 @@ int sampler_check(struct sampler *s, double elapsed, char *note, size_t len, str
 	if (!over && o->said)
 		return 0;
 	o->said = true;
-	overhead_describe(o, source_names[s->source], note, len);
+	overhead_describe(o, pms_source_name(s->source), note, len);
 	return 1;
 }
 

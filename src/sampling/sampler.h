@@ -14,15 +14,9 @@
 #include "overhead.h"
 #include "pymemspy.h"
 #include "pytarget.h"
+#include "source.h"
 
 struct sampler;
-
-enum sampler_source {
-	SAMPLER_GROWTH = 0,    /* resident growth: rss_stat, page faults, releasing syscalls */
-	SAMPLER_MALLOC = 1,    /* uprobes on the malloc family and free */
-	SAMPLER_PYMALLOC = 2,  /* uprobes on CPython's allocator table functions */
-	SAMPLER_SURVIVORS = 3, /* growth, with pymalloc's share split by surviving samples */
-};
 
 /* How the allocator sources' probes are attached: the best the kernel has (sessions, 6.13+;
  * uprobe_multi links, 6.6+; perf uprobes), or from a given one down. */
@@ -34,7 +28,7 @@ enum sampler_attach {
 };
 
 struct sampler_opts {
-	enum sampler_source source;
+	enum pms_source source;
 	enum sampler_attach attach; /* allocator sources */
 	unsigned max_depth;	    /* frames per stack, 1..PMS_MAX_DEPTH */
 	unsigned budget_per_sec; /* growth: stack walks per second before sampling; 0: no limit */
@@ -50,12 +44,6 @@ struct sampler_opts {
  * it). A non-zero return stops the current poll and is returned by sampler_poll. */
 typedef int (*sampler_event_fn)(const struct pms_event *ev, size_t size, void *ctx);
 
-/* Whether a source samples allocator calls (malloc, pymalloc): then --rate applies. */
-static inline bool sampler_is_allocator(enum sampler_source source)
-{
-	return source == SAMPLER_MALLOC || source == SAMPLER_PYMALLOC;
-}
-
 /* Whether this host and these privileges allow opts->source: 0, or -EPERM / -PMS_ENOFEATURE with
  * a message naming the capability or the feature (for survivors: hardware watchpoints that
  * trap, tested for real). sampler_open asks it too; callers ask first when they would
@@ -70,10 +58,6 @@ int sampler_open(struct pytarget *t, const struct sampler_opts *opts, sampler_ev
 /* Delivers pending events, waiting at most timeout_ms for the first one. Returns the number of
  * events delivered or a negative errno (-EINTR when a signal interrupted the wait). */
 int sampler_poll(struct sampler *s, int timeout_ms);
-
-/* "growth", "malloc", "pymalloc", "survivors" -> source; *name gets the canonical name. 0 or
- * -EINVAL. */
-int sampler_parse_source(const char *text, enum sampler_source *out, const char **name);
 
 /* "session", "multi", "perf" -> how probes are attached. 0 or -EINVAL. */
 int sampler_parse_attach(const char *text, enum sampler_attach *out);

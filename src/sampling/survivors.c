@@ -536,17 +536,17 @@ void surv_on_watch(struct survivors *s, const struct pms_event *ev)
 	struct followed *f;
 
 	pthread_mutex_lock(&s->lock);
-	rec = s->log[ev->addr2 % SURV_ARM_LOG];
+	rec = s->log[ev->gen % SURV_ARM_LOG];
 	s->traps++; /* lost or not, the hardware trapped */
 	pthread_mutex_unlock(&s->lock);
-	if (rec.gen != ev->addr2 || !rec.valid || ev->addr != rec.block + 8) {
+	if (rec.gen != ev->gen || !rec.valid || ev->addr != rec.block + 8) {
 		s->counters[PMS_CNT_SURV_LOST]++;
 		return;
 	}
 	if (s->count == SURV_PENDING)
 		return; /* the checks fall behind: sample less rather than grow */
 	f = &s->pending[(s->head + s->count++) % SURV_PENDING];
-	*f = (struct followed){.gen = ev->addr2,
+	*f = (struct followed){.gen = ev->gen,
 			       .block = rec.block,
 			       .value = ev->len,
 			       .stack_id = ev->stack_id,

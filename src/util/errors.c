@@ -30,7 +30,7 @@ enum pms_exit pms_exit_code(int err)
 	if (err >= 0)
 		return PMS_EXIT_OK;
 	switch (-err) {
-	case EINVAL:
+	case PMS_EUSAGE:
 		return PMS_EXIT_USAGE;
 	case ESRCH:
 		return PMS_EXIT_NO_PROCESS;

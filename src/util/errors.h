@@ -25,6 +25,7 @@ enum pms_exit {
 #define PMS_EBADFILE	 EBADMSG	 /* corrupt or foreign file */
 #define PMS_ENOFEATURE	 ENOSYS		 /* kernel feature missing */
 #define PMS_EGARBAGE	 EFAULT		 /* remote data failed validation */
+#define PMS_EUSAGE	 EDOM		 /* the command line asks what cannot be done */
 
 /* One message explaining a failure, filled where the failure is understood, printed once by main.
  */

@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct pms_error err = {{0}};
 	struct recfile_contents c;
 	struct pyversion py = {.text = "3.11.7"};
-	struct report_meta m = {.python = &py, .events = "growth", .top = 10};
+	struct report_meta m = {.python = &py, .top = 10};
 
 	if (!sink)
 		sink = fopen("/dev/null", "w");
@@ -28,10 +28,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	m.rss_start = c.meta.rss_start;
 	m.rss_end = c.has_end ? c.end.rss_end : c.rss_last;
 	m.duration = c.has_end ? c.end.duration : c.last_tick;
-	m.ended_by = c.has_end ? c.end.ended_by : "unknown";
+	m.ended_by = c.has_end ? pms_end_parse(c.end.ended_by) : PMS_END_UNKNOWN;
+	m.no_end_record = !c.has_end;
 	m.budget_per_sec = c.meta.budget_per_sec;
 	m.max_depth = c.meta.max_depth;
-	/* rate > 0: the allocator layout (oldest live allocations, estimates and their errors) */
+	/* an allocator source: the allocator layout (oldest live allocations, estimates and their
+	 * errors) */
+	if (pms_source_parse(c.meta.events, &m.source))
+		m.source = PMS_SOURCE_GROWTH;
 	m.rate = c.meta.rate;
 	memcpy(m.allocator, c.meta.allocator, sizeof(m.allocator));
 	m.coverage = c.meta.coverage;

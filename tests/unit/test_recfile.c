@@ -2099,7 +2099,7 @@ static struct pms_event alloc_event(int k, int e)
 	ev.tid = 7 + (uint32_t)e % 2;
 	ev.addr = 0x5000000 + (uint64_t)(k * 8 + e) * 0x1000;
 	ev.len = 100 + 700 * (uint64_t)e + 13 * (uint64_t)k;
-	ev.addr2 = pms_sample_p_q32(ev.len, 4096); /* weights of 1.5 to 40 */
+	ev.p_q32 = pms_sample_p_q32(ev.len, 4096); /* weights of 1.5 to 40 */
 	/* four sites: no thread state, no Python frame, a stack, a stack that never came */
 	switch (e % 4) {
 	case 0:
@@ -2212,7 +2212,7 @@ Test(recfile, an_allocator_recording_reports_as_recorded, .init = start_python, 
 	rm.pid = 4242;
 	rm.comm = "python3.11";
 	rm.python = &py;
-	rm.events = "malloc";
+	rm.source = PMS_SOURCE_MALLOC;
 	rm.duration = e.duration;
 	rm.rss_start = 50000000;
 	rm.rss_end = e.rss_end;
@@ -2226,7 +2226,7 @@ Test(recfile, an_allocator_recording_reports_as_recorded, .init = start_python, 
 	rm.profiler_max_rss = e.profiler_max_rss;
 	rm.bpf_map_bytes = e.bpf_map_bytes;
 	rm.profile_bytes = e.profile_bytes;
-	rm.ended_by = e.ended_by;
+	rm.ended_by = pms_end_parse(e.ended_by);
 	rm.top = 10;
 	rm.command = "report";
 	f = fopen(mine, "w");
