@@ -3,8 +3,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
-#include <pthread.h>
-#include <sys/syscall.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +15,7 @@
 #include "host.h"
 #include "survivors.h"
 #include "survivors.skel.h"
+#include "uprobes.h"
 
 struct sampler {
 	enum pms_source source;
@@ -24,12 +23,9 @@ struct sampler {
 	struct alloc_bpf *alloc;
 	struct bpf_object *obj;
 	struct bpf_map *events, *counters;
-	/* allocator sources: the uprobes, entries first (detached first), then returns */
-	struct bpf_link **links; /* perf uprobes (kernels before 6.6) */
-	size_t nlinks, nreturns;
-	int *multi_fds; /* uprobe_multi links (6.6+): returns first, then entries */
-	size_t nmulti;
-	int mode; /* enum attach_mode */
+	/* allocator sources: the probes and how they were attached */
+	struct uprobes *uprobes;
+	enum uprobe_mode mode;
 	struct alloc_probes probes;
 	struct ring_buffer *rb;
 	sampler_event_fn fn;
@@ -221,182 +217,8 @@ static int open_survivors(struct sampler *s, struct pytarget *t, const struct sa
 			 &sopts, &s->surv, err);
 }
 
-static bool is_free(enum pms_alloc_fn fn)
-{
-	return fn == PMS_FN_FREE || fn == PMS_FN_PY_FREE;
-}
-
-/* Where both probes of a function sit (one trap serves the entry and the return): on the first
- * instruction the kernel emulates, when only instructions that touch neither the arguments nor
- * the stack pointer come before it (allocators_find checks that). A return probe takes the
- * return address from the top of the stack when it fires, which is still where the call left
- * it, so it may sit there too. */
-static uint64_t entry_offset(const struct alloc_probe *p)
-{
-	return p->offset + p->entry_skip;
-}
-
-/* The cookie tells the program the function's kind, its flags, and which function it is (its
- * index in the probe list, plus one). */
-static uint64_t probe_cookie(const struct sampler *s, const struct alloc_probe *p)
-{
-	return (uint64_t)p->fn | (p->null_delegates ? PMS_COOKIE_NULL_DELEGATES : 0) |
-	       (uint64_t)(p - s->probes.probes + 1) << PMS_COOKIE_FUNC_SHIFT;
-}
-
-static int attach_failed(const struct alloc_probe *probe, int e, struct pms_error *err)
-{
-	return pms_error_set(
-	    err, e == EPERM || e == EACCES ? EPERM : PMS_ENOFEATURE,
-	    "cannot put a uprobe on %s in %s (%s)%s", probe->symbol, probe->path, strerror(e),
-	    e == EPERM || e == EACCES
-		? ": uprobes need CAP_SYS_ADMIN on this kernel; run 'pymemspy doctor'"
-		: "");
-}
-
-/* The kernel ABI of BPF_LINK_CREATE for uprobe_multi links (Linux 6.6), which libbpf 1.1 cannot
- * make: the head of union bpf_attr's link_create, with the uprobe_multi member. */
-struct uprobe_multi_attr {
-	uint32_t prog_fd, target_fd, attach_type, flags;
-	uint64_t path, offsets, ref_ctr_offsets, cookies;
-	uint32_t cnt, multi_flags, pid, pad;
-};
-#define PMS_BPF_TRACE_UPROBE_MULTI    48
-#define PMS_BPF_TRACE_UPROBE_SESSION  57
-#define PMS_BPF_F_UPROBE_MULTI_RETURN 1
-
-/* How the allocator probes are attached, best first: sessions (6.13+) give a return probe only
- * to the calls that need one; multi links (6.6+) attach all functions of a file at once; perf
- * uprobes work everywhere but cost an RCU grace period each to attach and detach. */
-enum attach_mode { ATTACH_SESSION, ATTACH_MULTI, ATTACH_PERF };
-
-/* One link for every function of one file: entries (or returns), the kind in each cookie. */
-static int link_multi(struct sampler *s, struct bpf_program *prog, const char *path, pid_t pid,
-		      bool returns, bool session, struct pms_error *err)
-{
-	uint64_t *offsets = calloc(s->probes.n, sizeof(*offsets));
-	uint64_t *cookies = calloc(s->probes.n, sizeof(*cookies));
-	struct uprobe_multi_attr a = {0};
-	const struct alloc_probe *first = NULL;
-	uint32_t n = 0;
-	int fd, ret = 0;
-
-	if (!offsets || !cookies) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < s->probes.n; i++) {
-		const struct alloc_probe *p = &s->probes.probes[i];
-
-		if (strcmp(p->path, path) != 0 || (returns && is_free(p->fn)))
-			continue;
-		first = first ? first : p;
-		offsets[n] = entry_offset(p);
-		cookies[n++] = probe_cookie(s, p);
-	}
-	if (!n)
-		goto out;
-	a.prog_fd = (uint32_t)bpf_program__fd(prog);
-	a.attach_type = session ? PMS_BPF_TRACE_UPROBE_SESSION : PMS_BPF_TRACE_UPROBE_MULTI;
-	a.path = (uint64_t)(uintptr_t)path;
-	a.offsets = (uint64_t)(uintptr_t)offsets;
-	a.cookies = (uint64_t)(uintptr_t)cookies;
-	a.cnt = n;
-	a.multi_flags = returns ? PMS_BPF_F_UPROBE_MULTI_RETURN : 0;
-	a.pid = (uint32_t)pid;
-	fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof(a));
-	if (fd < 0) {
-		ret = -errno;
-		if (ret != -EINVAL && ret != -EOPNOTSUPP)
-			ret = attach_failed(first, errno, err);
-		goto out;
-	}
-	s->multi_fds[s->nmulti++] = fd;
-out:
-	free(offsets);
-	free(cookies);
-	return ret;
-}
-
-/* Attaches through uprobe_multi links: two per file, or one session link per file.
- * -EINVAL/-EOPNOTSUPP: the kernel has no such links. */
-static int attach_multi(struct sampler *s, pid_t pid, bool session, struct pms_error *err)
-{
-	int ret;
-
-	s->multi_fds = calloc(2 * s->probes.n, sizeof(*s->multi_fds));
-	if (!s->multi_fds)
-		return -ENOMEM;
-	if (session) {
-		for (size_t i = 0; i < s->probes.n; i++) {
-			const char *path = s->probes.probes[i].path;
-			bool seen = false;
-
-			for (size_t k = 0; k < i && !seen; k++)
-				seen = strcmp(s->probes.probes[k].path, path) == 0;
-			if (seen)
-				continue;
-			ret = link_multi(s, s->alloc->progs.pms_alloc_session, path, pid, false,
-					 true, err);
-			if (ret)
-				return ret;
-		}
-		return 0;
-	}
-	/* returns before entries: a call caught at its entry must also be caught at its return */
-	for (int pass = 0; pass < 2; pass++) {
-		for (size_t i = 0; i < s->probes.n; i++) {
-			const char *path = s->probes.probes[i].path;
-			bool seen = false;
-
-			for (size_t k = 0; k < i && !seen; k++)
-				seen = strcmp(s->probes.probes[k].path, path) == 0;
-			if (seen)
-				continue;
-			ret = link_multi(s,
-					 pass ? s->alloc->progs.pms_alloc_enter
-					      : s->alloc->progs.pms_alloc_return,
-					 path, pid, !pass, false, err);
-			if (ret)
-				return ret;
-		}
-		if (!pass)
-			s->nreturns = s->nmulti;
-	}
-	return 0;
-}
-
-/* Attaches one perf uprobe per function (kernels before 6.6). */
-static int attach_perf(struct sampler *s, pid_t pid, struct pms_error *err)
-{
-	s->links = calloc(2 * s->probes.n, sizeof(*s->links));
-	if (!s->links)
-		return -ENOMEM;
-	for (int pass = 0; pass < 2; pass++) {
-		for (size_t i = 0; i < s->probes.n; i++) {
-			const struct alloc_probe *p = &s->probes.probes[i];
-			LIBBPF_OPTS(bpf_uprobe_opts, uo, .retprobe = !pass,
-				    .bpf_cookie = probe_cookie(s, p));
-			struct bpf_link *link;
-
-			if (!pass && is_free(p->fn))
-				continue;
-			link =
-			    bpf_program__attach_uprobe_opts(pass ? s->alloc->progs.pms_alloc_enter
-								 : s->alloc->progs.pms_alloc_return,
-							    pid, p->path, entry_offset(p), &uo);
-			if (!link)
-				return attach_failed(p, errno ? errno : EINVAL, err);
-			s->links[s->nlinks++] = link;
-		}
-		if (!pass)
-			s->nreturns = s->nlinks;
-	}
-	return 0;
-}
-
 static int load_alloc(struct sampler *s, struct pytarget *t, const struct sampler_opts *opts,
-		      enum attach_mode mode, struct pms_error *err)
+		      enum uprobe_mode mode, struct pms_error *err)
 {
 	struct bpf_program *enter, *ret_prog, *session;
 	size_t nranges = 0;
@@ -424,27 +246,17 @@ static int load_alloc(struct sampler *s, struct pytarget *t, const struct sample
 	enter = s->alloc->progs.pms_alloc_enter;
 	ret_prog = s->alloc->progs.pms_alloc_return;
 	session = s->alloc->progs.pms_alloc_session;
-	bpf_program__set_autoload(session, mode == ATTACH_SESSION);
-	bpf_program__set_autoload(enter, mode != ATTACH_SESSION);
-	bpf_program__set_autoload(ret_prog, mode != ATTACH_SESSION);
-	if (mode == ATTACH_SESSION)
+	bpf_program__set_autoload(session, mode == UPROBE_SESSION);
+	bpf_program__set_autoload(enter, mode != UPROBE_SESSION);
+	bpf_program__set_autoload(ret_prog, mode != UPROBE_SESSION);
+	if (mode == UPROBE_SESSION)
 		bpf_program__set_expected_attach_type(session, PMS_BPF_TRACE_UPROBE_SESSION);
-	if (mode == ATTACH_MULTI) {
+	if (mode == UPROBE_MULTI) {
 		bpf_program__set_expected_attach_type(enter, PMS_BPF_TRACE_UPROBE_MULTI);
 		bpf_program__set_expected_attach_type(ret_prog, PMS_BPF_TRACE_UPROBE_MULTI);
 	}
 	ret = alloc_bpf__load(s->alloc);
-	return ret ? (mode != ATTACH_PERF ? ret : load_failed(ret, err)) : 0;
-}
-
-static void close_multi(struct sampler *s)
-{
-	if (!s->nmulti)
-		return;
-	/* entries (attached last) go first: no call starts that its return would miss */
-	while (s->nmulti)
-		close(s->multi_fds[--s->nmulti]);
-	s->nreturns = 0;
+	return ret ? (mode != UPROBE_PERF ? ret : load_failed(ret, err)) : 0;
 }
 
 static int open_alloc(struct sampler *s, struct pytarget *t, const struct sampler_opts *opts,
@@ -458,35 +270,35 @@ static int open_alloc(struct sampler *s, struct pytarget *t, const struct sample
 	    &s->probes, err);
 	if (ret)
 		return ret;
-	/* SAMPLER_ATTACH_X is attach_mode X + 1; AUTO starts at the best */
-	enum attach_mode first = opts->attach == SAMPLER_ATTACH_AUTO
-				     ? ATTACH_SESSION
-				     : (enum attach_mode)(opts->attach - 1);
+	/* SAMPLER_ATTACH_X is uprobe_mode X + 1; AUTO starts at the best */
+	enum uprobe_mode first = opts->attach == SAMPLER_ATTACH_AUTO
+				     ? UPROBE_SESSION
+				     : (enum uprobe_mode)(opts->attach - 1);
 
-	for (enum attach_mode mode = first; mode < ATTACH_PERF; mode++) {
+	for (enum uprobe_mode mode = first;; mode++) {
+		struct uprobe_progs progs;
 		bool loaded;
 
 		ret = load_alloc(s, t, opts, mode, err);
 		loaded = !ret;
-		if (loaded)
-			ret = attach_multi(s, pid, mode == ATTACH_SESSION, err);
+		if (loaded) {
+			progs = (struct uprobe_progs){.enter = s->alloc->progs.pms_alloc_enter,
+						      .ret = s->alloc->progs.pms_alloc_return,
+						      .session = s->alloc->progs.pms_alloc_session};
+			ret = uprobes_attach(&s->probes, &progs, pid, mode, &s->uprobes, err);
+		}
 		if (!ret) {
 			s->mode = mode;
 			return 0;
 		}
-		/* anything but "this kernel has no such link" is a real failure */
-		if (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -E2BIG && ret != -ESRCH &&
-		    ret != -ENOENT)
-			return loaded ? ret : load_failed(ret, err);
-		close_multi(s);
-		free(s->multi_fds);
-		s->multi_fds = NULL;
+		/* anything but "this kernel has no such link" is a real failure, and perf
+		 * uprobes are the last resort */
+		if (mode == UPROBE_PERF || (ret != -EINVAL && ret != -EOPNOTSUPP && ret != -E2BIG &&
+					    ret != -ESRCH && ret != -ENOENT))
+			return loaded || mode == UPROBE_PERF ? ret : load_failed(ret, err);
 		alloc_bpf__destroy(s->alloc);
 		s->alloc = NULL;
 	}
-	s->mode = ATTACH_PERF;
-	ret = load_alloc(s, t, opts, ATTACH_PERF, err);
-	return ret ? ret : attach_perf(s, pid, err);
 }
 
 int sampler_require(const struct sampler_opts *opts, struct pms_error *err)
@@ -555,19 +367,16 @@ const struct alloc_probes *sampler_probes(const struct sampler *s)
 	return s->alloc ? &s->probes : NULL;
 }
 
-/* indexed by enum attach_mode */
-static const char *const attach_names[] = {"session", "multi", "perf"};
-
 const char *sampler_attach_name(const struct sampler *s)
 {
-	return s->alloc ? attach_names[s->mode] : NULL;
+	return s->alloc ? uprobes_mode_name(s->mode) : NULL;
 }
 
 int sampler_parse_attach(const char *text, enum sampler_attach *out)
 {
-	for (size_t i = 0; i < sizeof(attach_names) / sizeof(attach_names[0]); i++) {
-		if (strcmp(text, attach_names[i]) == 0) {
-			*out = (enum sampler_attach)(i + 1);
+	for (int m = UPROBE_SESSION; m <= UPROBE_PERF; m++) {
+		if (strcmp(text, uprobes_mode_name((enum uprobe_mode)m)) == 0) {
+			*out = (enum sampler_attach)(m + 1);
 			return 0;
 		}
 	}
@@ -588,12 +397,13 @@ void sampler_describe(const struct sampler *s, FILE *out)
 	if (!s->alloc)
 		return;
 	for (size_t i = 0; i < s->probes.n; i++)
-		nfree += is_free(s->probes.probes[i].fn);
+		nfree += s->probes.probes[i].fn == PMS_FN_FREE ||
+			 s->probes.probes[i].fn == PMS_FN_PY_FREE;
 	fprintf(out,
 		"pymemspy: %zu uprobes on %s's allocation functions and %zu on its free%s (%s)\n",
 		s->probes.n - nfree, s->probes.allocator, nfree, nfree == 1 ? "" : "s",
-		s->mode == ATTACH_SESSION ? "uprobe sessions: a return probe only for sampled calls"
-		: s->mode == ATTACH_MULTI ? "uprobe_multi links"
+		s->mode == UPROBE_SESSION ? "uprobe sessions: a return probe only for sampled calls"
+		: s->mode == UPROBE_MULTI ? "uprobe_multi links"
 					  : "perf uprobes");
 	if (s->source == PMS_SOURCE_PYMALLOC)
 		fprintf(out,
@@ -602,59 +412,6 @@ void sampler_describe(const struct sampler *s, FILE *out)
 			"pymemspy(1)); for staging, not production\n");
 	if (s->probes.note[0])
 		fprintf(out, "pymemspy: %s\n", s->probes.note);
-}
-
-struct link_batch {
-	struct bpf_link **links;
-	size_t n;
-};
-
-static void *destroy_batch(void *arg)
-{
-	struct link_batch *b = arg;
-
-	for (size_t i = 0; i < b->n; i++)
-		bpf_link__destroy(b->links[i]);
-	return NULL;
-}
-
-/* Destroys links[0..n) from up to 8 threads at once: taking a uprobe out waits for an RCU grace
- * period (about 0.1 s here), so 20 of them one after the other would keep the user (and the
- * target, which pays for every probe still in) waiting for seconds. */
-static void destroy_parallel(struct bpf_link **links, size_t n)
-{
-	enum { THREADS = 8 };
-	struct link_batch batches[THREADS];
-	pthread_t threads[THREADS];
-	bool started[THREADS] = {false};
-	size_t per = (n + THREADS - 1) / THREADS;
-
-	if (!n)
-		return;
-	for (size_t t = 0; t < THREADS; t++) {
-		size_t from = t * per < n ? t * per : n, to = from + per > n ? n : from + per;
-
-		batches[t] = (struct link_batch){links + from, to - from};
-		if (batches[t].n && t > 0)
-			started[t] =
-			    pthread_create(&threads[t], NULL, destroy_batch, &batches[t]) == 0;
-	}
-	destroy_batch(&batches[0]);
-	for (size_t t = 1; t < THREADS; t++) {
-		if (started[t])
-			pthread_join(threads[t], NULL);
-		else
-			destroy_batch(&batches[t]);
-	}
-}
-
-static void detach_links(struct sampler *s)
-{
-	close_multi(s);
-	/* entries (attached last) go first: no call starts that its return would miss */
-	destroy_parallel(s->links + s->nreturns, s->nlinks - s->nreturns);
-	destroy_parallel(s->links, s->nreturns);
-	s->nlinks = s->nreturns = 0;
 }
 
 /* Entries 0..n of a per-CPU array map of u64, each summed over the CPUs. */
@@ -714,7 +471,7 @@ void sampler_detach(struct sampler *s)
 	s->detached = true;
 	if (s->growth)
 		growth_bpf__detach(s->growth);
-	detach_links(s);
+	uprobes_detach(s->uprobes);
 }
 
 int sampler_poll(struct sampler *s, int timeout_ms)
@@ -772,9 +529,7 @@ void sampler_close(struct sampler *s)
 	if (!s)
 		return;
 	ring_buffer__free(s->rb);
-	detach_links(s);
-	free(s->links);
-	free(s->multi_fds);
+	uprobes_free(s->uprobes);
 	surv_close(s->surv);
 	survivors_bpf__destroy(s->watch);
 	growth_bpf__destroy(s->growth);
