@@ -70,6 +70,22 @@ static int rd(struct pygc *g, uint64_t addr, void *buf, size_t len)
 	return ret;
 }
 
+/* Reads an object's first len bytes. A small object at the end of a mapping (the next page a
+ * guard, or not mapped) cannot be over-read: then only what lies before the page's end is
+ * read, at least min bytes, and the rest is zeroed. */
+static int rd_obj(struct pygc *g, uint64_t addr, uint8_t *buf, size_t len, size_t min)
+{
+	uint64_t to_page_end = 4096 - (addr & 4095);
+	int ret = rd(g, addr, buf, len);
+
+	if (ret != -EFAULT || to_page_end >= len || to_page_end < min)
+		return ret;
+	ret = rd(g, addr, buf, (size_t)to_page_end);
+	if (ret == 0)
+		memset(buf + to_page_end, 0, len - (size_t)to_page_end);
+	return ret;
+}
+
 static uint64_t u64_at(const uint8_t *buf, int32_t off)
 {
 	uint64_t v;
@@ -184,7 +200,8 @@ static int read_str(struct pygc *g, uint64_t addr, char *out, size_t outlen)
 
 	out[0] = '\0';
 	if (!aligned_ptr(addr) || (size_t)l->unicode_compact_data > sizeof(hdr) ||
-	    rd(g, addr, hdr, (size_t)l->unicode_compact_data) != 0)
+	    rd_obj(g, addr, hdr, (size_t)l->unicode_compact_data, (size_t)l->unicode_ascii_data) !=
+		0)
 		return -EINVAL;
 	type = u64_at(hdr, l->object_type);
 	if (type != g->str_type)
@@ -220,12 +237,12 @@ static int dict_open(struct pygc *g, uint64_t addr, struct dict_view *d)
 	uint64_t index_bytes;
 
 	memset(d, 0, sizeof(*d));
-	if (rd(g, addr, hdr, sizeof(hdr)) != 0)
+	if (rd_obj(g, addr, hdr, sizeof(hdr), 48) != 0)
 		return -EINVAL;
 	d->used = u64_at(hdr, l->dict_used);
 	d->keys = u64_at(hdr, l->dict_keys);
 	d->values = u64_at(hdr, l->dict_values);
-	if (!aligned_ptr(d->keys) || rd(g, d->keys, kh, sizeof(kh)) != 0)
+	if (!aligned_ptr(d->keys) || rd_obj(g, d->keys, kh, sizeof(kh), 40) != 0)
 		return -EINVAL;
 	d->nentries = u64_at(kh, l->dictkeys_nentries);
 	if (l->dictkeys_size >= 0) {
@@ -556,7 +573,7 @@ static void visit_item(struct pygc *g, uint64_t addr)
 	if (g->seen && u64map_get(g->seen, addr, &v))
 		return;
 	o.addr = addr;
-	if (rd(g, addr, o.head, sizeof(o.head)) != 0) {
+	if (rd_obj(g, addr, o.head, sizeof(o.head), 32) != 0) {
 		g->snap->counters.invalid_objects++;
 		return;
 	}
@@ -681,7 +698,7 @@ static void walk_list(struct pygc *g, uint64_t head, const uint64_t *heads, size
 			g->snap->counters.torn_reads++;
 			return;
 		}
-		if (rd(g, cur, buf, sizeof(buf)) != 0) {
+		if (rd_obj(g, cur, buf, sizeof(buf), 48) != 0) {
 			g->snap->counters.torn_reads++;
 			return;
 		}
@@ -807,7 +824,7 @@ static bool is_container(struct pygc *g, const struct obj *o)
 static int read_obj(struct pygc *g, uint64_t addr, struct obj *o)
 {
 	o->addr = addr;
-	if (!aligned_ptr(addr) || rd(g, addr, o->head, sizeof(o->head)) != 0)
+	if (!aligned_ptr(addr) || rd_obj(g, addr, o->head, sizeof(o->head), 32) != 0)
 		return -EINVAL;
 	return size_object(g, o, false);
 }

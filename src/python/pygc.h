@@ -16,7 +16,7 @@
 
 #define PYGC_DEFAULT_BUDGET (256ull << 20) /* bytes of remote reads per second */
 #define PYGC_DEFAULT_CACHE  (16u << 20)	   /* read cache */
-#define PYGC_DEFAULT_SEEN   (1u << 20)	   /* untracked objects deduplicated per snapshot */
+#define PYGC_DEFAULT_SEEN   (1u << 19)	   /* untracked objects deduplicated per snapshot */
 #define PYGC_HOLDER_SAMPLE  32		   /* newest items whose types a holder reports */
 
 struct pygc;
