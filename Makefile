@@ -112,6 +112,7 @@ e2e: $(BIN)
 	$(Q)tools/host-setup.sh
 	$(Q)PMS_BIN=$(abspath $(BIN)) python3 tests/e2e/run.py $(E2E_ARGS)
 	$(Q)PMS_BIN=$(abspath $(BIN)) python3 tests/e2e/top.py
+	$(Q)PMS_BIN=$(abspath $(BIN)) python3 tests/e2e/census.py
 
 test: unit e2e
 

@@ -3,7 +3,7 @@
 # apt-get line to run. Only what is missing is installed.
 set -eu
 PKGS="make gcc clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev pkg-config libcriterion-dev
-python3 python3.11-dbg clang-format procps util-linux tmux libncurses-dev
+python3 python3.11-dbg clang-format procps util-linux tmux libncurses-dev libcap2-bin
 libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0"
 missing=""
 for p in $PKGS; do

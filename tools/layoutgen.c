@@ -17,6 +17,12 @@
 #if PY_VERSION_HEX >= 0x030B0000
 #include "pycore_frame.h"
 #endif
+#if PY_VERSION_HEX >= 0x030A0000
+#include "pycore_moduleobject.h"
+#endif
+#if PY_VERSION_HEX >= 0x030B0000
+#include "pycore_dict.h"
+#endif
 
 #include <stddef.h>
 #include <stdint.h>
@@ -127,6 +133,99 @@
 #define CODE_FIRSTTRACEABLE NONE
 #endif
 
+/* ---- Census: the collector's lists, types, containers ---- */
+
+/* The collector's state sits in _PyRuntime in 3.8 and in each interpreter from 3.9. */
+#if PY_VERSION_HEX < 0x03090000
+#define RT_GC	  OFF(_PyRuntimeState, gc)
+#define INTERP_GC NONE
+#else
+#define RT_GC	  NONE
+#define INTERP_GC OFF(PyInterpreterState, gc)
+#endif
+
+/* sys.modules: interp->modules until 3.11, interp->imports.modules from 3.12. */
+#if PY_VERSION_HEX < 0x030C0000
+#define INTERP_MODULES OFF(PyInterpreterState, modules)
+#else
+#define INTERP_MODULES OFF(PyInterpreterState, imports.modules)
+#endif
+
+/* Before 3.10 PyModuleObject is private to Objects/moduleobject.c and before 3.11 the dict keys
+ * object to Objects/dict-common.h: no installed header declares them. These declarations carry
+ * only the members up to the ones we measure, in CPython's order and types (3.8.18, 3.9.18 and
+ * 3.10.13 read the same: md_dict follows the object header; dk_refcnt, dk_size, dk_lookup,
+ * dk_usable, dk_nentries, then the index array). A live 13-key dict of each of those
+ * interpreters, read through ctypes, showed 1, 32, a pointer, 8, 13 in those five words; census's
+ * end-to-end test reads every dict of its target through these numbers. */
+#if PY_VERSION_HEX < 0x030A0000
+typedef struct {
+	PyObject_HEAD PyObject *md_dict;
+} PyModuleObject;
+#endif
+#if PY_VERSION_HEX < 0x030B0000
+struct pms_dictkeys_38 {
+	Py_ssize_t dk_refcnt;
+	Py_ssize_t dk_size;
+	void *dk_lookup;
+	Py_ssize_t dk_usable;
+	Py_ssize_t dk_nentries;
+	char dk_indices[];
+};
+struct pms_dictentry_38 {
+	Py_hash_t me_hash;
+	PyObject *me_key;
+	PyObject *me_value;
+};
+#define DK_SIZE_FIELD	     OFF(struct pms_dictkeys_38, dk_size)
+#define DK_LOG2_SIZE	     NONE
+#define DK_LOG2_INDEX_BYTES  NONE
+#define DK_KIND		     NONE
+#define DK_NENTRIES	     OFF(struct pms_dictkeys_38, dk_nentries)
+#define DK_INDICES	     OFF(struct pms_dictkeys_38, dk_indices)
+#define DICTENTRY_SIZE	     SIZE(struct pms_dictentry_38)
+#define DICTENTRY_KEY	     OFF(struct pms_dictentry_38, me_key)
+#define DICTENTRY_VALUE	     OFF(struct pms_dictentry_38, me_value)
+#define DICTUENTRY_SIZE	     NONE
+#define DICTUENTRY_KEY	     NONE
+#define DICTUENTRY_VALUE     NONE
+#define DICTVALUES_VALUES    0L /* ma_values is a plain PyObject *[] */
+#define DICTKEYS_UNICODE_KIND NONE
+#else
+#define DK_SIZE_FIELD	     NONE
+#define DK_LOG2_SIZE	     OFF(PyDictKeysObject, dk_log2_size)
+#define DK_LOG2_INDEX_BYTES  OFF(PyDictKeysObject, dk_log2_index_bytes)
+#define DK_KIND		     OFF(PyDictKeysObject, dk_kind)
+#define DK_NENTRIES	     OFF(PyDictKeysObject, dk_nentries)
+#define DK_INDICES	     OFF(PyDictKeysObject, dk_indices)
+#define DICTENTRY_SIZE	     SIZE(PyDictKeyEntry)
+#define DICTENTRY_KEY	     OFF(PyDictKeyEntry, me_key)
+#define DICTENTRY_VALUE	     OFF(PyDictKeyEntry, me_value)
+#define DICTUENTRY_SIZE	     SIZE(PyDictUnicodeEntry)
+#define DICTUENTRY_KEY	     OFF(PyDictUnicodeEntry, me_key)
+#define DICTUENTRY_VALUE     OFF(PyDictUnicodeEntry, me_value)
+#define DICTVALUES_VALUES    OFF(PyDictValues, values)
+#define DICTKEYS_UNICODE_KIND ((long)DICT_KEYS_UNICODE)
+#endif
+
+/* Objects that carry words before their PyGC_Head (managed dict and weakref slots). */
+#if PY_VERSION_HEX >= 0x030C0000
+#define TPFLAGS_PREHEADER ((long)Py_TPFLAGS_PREHEADER)
+#elif PY_VERSION_HEX >= 0x030B0000
+#define TPFLAGS_PREHEADER ((long)Py_TPFLAGS_MANAGED_DICT)
+#else
+#define TPFLAGS_PREHEADER 0L
+#endif
+
+/* 3.12 packs an int's digit count and sign into lv_tag. */
+#if PY_VERSION_HEX >= 0x030C0000
+#define LONG_TAG	   OFF(PyLongObject, long_value.lv_tag)
+#define LONG_NONSIZE_BITS ((long)_PyLong_NON_SIZE_BITS)
+#else
+#define LONG_TAG	   NONE
+#define LONG_NONSIZE_BITS NONE
+#endif
+
 /* ---- Output ---- */
 
 static void num(const char *name, long v)
@@ -150,6 +249,15 @@ static long lowest_bit(const void *obj, size_t off)
 	memcpy(&w, (const char *)obj + off, sizeof(w));
 	for (long bit = 0; bit < 32; bit++)
 		if (w & (UINT32_C(1) << bit))
+			return bit;
+	return -1;
+}
+
+/* The number of the only set bit of a flag. */
+static long bit_number(unsigned long flag)
+{
+	for (long bit = 0; bit < 64; bit++)
+		if (flag == (1UL << bit))
 			return bit;
 	return -1;
 }
@@ -267,6 +375,62 @@ int main(int argc, char **argv)
 	num("unicode_state_kind_shift", unicode_bit(0));
 	num("unicode_state_compact_shift", unicode_bit(1));
 	num("unicode_state_ascii_shift", unicode_bit(2));
+
+	num("gc_head_size", SIZE(PyGC_Head));
+	num("gc_head_next", OFF(PyGC_Head, _gc_next));
+	num("gc_head_prev", OFF(PyGC_Head, _gc_prev));
+	num("runtime_gc", RT_GC);
+	num("interp_gc", INTERP_GC);
+	num("gc_generations", OFF(struct _gc_runtime_state, generations));
+	num("gc_generation_stride", SIZE(struct gc_generation));
+	num("gc_generation_count", NUM_GENERATIONS);
+	num("gc_permanent_generation", OFF(struct _gc_runtime_state, permanent_generation));
+	num("interp_modules", INTERP_MODULES);
+	num("module_dict", OFF(PyModuleObject, md_dict));
+
+	num("type_name", OFF(PyTypeObject, tp_name));
+	num("type_basicsize", OFF(PyTypeObject, tp_basicsize));
+	num("type_itemsize", OFF(PyTypeObject, tp_itemsize));
+	num("type_flags", OFF(PyTypeObject, tp_flags));
+	num("type_dict", OFF(PyTypeObject, tp_dict));
+	num("type_dictoffset", OFF(PyTypeObject, tp_dictoffset));
+	num("type_size", SIZE(PyTypeObject));
+	num("heaptype_qualname", OFF(PyHeapTypeObject, ht_qualname));
+	num("heaptype_size", SIZE(PyHeapTypeObject));
+	num("tpflags_heaptype", (long)Py_TPFLAGS_HEAPTYPE);
+	num("tpflags_have_gc", (long)Py_TPFLAGS_HAVE_GC);
+	/* 1 << 31 does not fit the table's int32_t: its bit number does. */
+	num("tpflags_type_subclass_bit", bit_number((unsigned long)Py_TPFLAGS_TYPE_SUBCLASS));
+	num("tpflags_preheader", TPFLAGS_PREHEADER);
+
+	num("tuple_items", OFF(PyTupleObject, ob_item));
+	num("list_items", OFF(PyListObject, ob_item));
+	num("list_allocated", OFF(PyListObject, allocated));
+	num("dict_used", OFF(PyDictObject, ma_used));
+	num("dict_keys", OFF(PyDictObject, ma_keys));
+	num("dict_values", OFF(PyDictObject, ma_values));
+	num("dictkeys_size", DK_SIZE_FIELD);
+	num("dictkeys_log2_size", DK_LOG2_SIZE);
+	num("dictkeys_log2_index_bytes", DK_LOG2_INDEX_BYTES);
+	num("dictkeys_kind", DK_KIND);
+	num("dictkeys_unicode_kind", DICTKEYS_UNICODE_KIND);
+	num("dictkeys_nentries", DK_NENTRIES);
+	num("dictkeys_indices", DK_INDICES);
+	num("dictentry_size", DICTENTRY_SIZE);
+	num("dictentry_key", DICTENTRY_KEY);
+	num("dictentry_value", DICTENTRY_VALUE);
+	num("dictunicodeentry_size", DICTUENTRY_SIZE);
+	num("dictunicodeentry_key", DICTUENTRY_KEY);
+	num("dictunicodeentry_value", DICTUENTRY_VALUE);
+	num("dictvalues_values", DICTVALUES_VALUES);
+	num("set_used", OFF(PySetObject, used));
+	num("set_mask", OFF(PySetObject, mask));
+	num("set_table", OFF(PySetObject, table));
+	num("set_smalltable", OFF(PySetObject, smalltable));
+	num("setentry_size", SIZE(setentry));
+	num("setentry_key", OFF(setentry, key));
+	num("long_tag", LONG_TAG);
+	num("long_nonsize_bits", LONG_NONSIZE_BITS);
 	printf("\t\t},\n\t},\n");
 	return 0;
 }

@@ -16,6 +16,7 @@ int cmd_doctor(int argc, char **argv);
 int cmd_record(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_census(int argc, char **argv);
 
 /* Parses a PID: a whole decimal number in 1..INT_MAX. 0 or -EINVAL. */
 int cli_parse_pid(const char *s, pid_t *out);

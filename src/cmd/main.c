@@ -16,6 +16,7 @@ static const struct subcommand subcommands[] = {
     {"top", cmd_top, "a live view of memory growth by Python site"},
     {"report", cmd_report, "print the report of a record file (or the diff of two)"},
     {"dump", cmd_dump, "print every thread's Python stack"},
+    {"census", cmd_census, "count live objects by type, and the named containers that grow"},
     {"doctor", cmd_doctor, "check what this host allows pymemspy to do"},
 };
 
@@ -30,6 +31,7 @@ static void usage(FILE *out)
 		     "\nExamples:\n"
 		     "  sudo pymemspy record --pid 4242 --duration 60\n"
 		     "  sudo pymemspy dump --pid 4242\n"
+		     "  sudo pymemspy census --pid 4242 --duration 30\n"
 		     "  sudo pymemspy doctor\n");
 }
 

@@ -139,6 +139,25 @@ fail:
 	return ret;
 }
 
+int proc_refresh_maps(struct proc *p, struct pms_error *err)
+{
+	struct proc_map *old = p->maps;
+	size_t nold = p->nmaps;
+	int ret;
+
+	p->maps = NULL;
+	p->nmaps = 0;
+	ret = read_maps(p, err);
+	if (ret) {
+		free(p->maps);
+		p->maps = old;
+		p->nmaps = nold;
+		return ret;
+	}
+	free(old);
+	return 0;
+}
+
 void proc_close(struct proc *p)
 {
 	if (!p)

@@ -30,6 +30,10 @@ const struct proc_map *proc_map_at(const struct proc *p, size_t i);
 /* The mapping containing addr, or NULL. */
 const struct proc_map *proc_map_find(const struct proc *p, uint64_t addr);
 
+/* Reads the maps again (a long-running reader sees new heap mappings). Pointers returned by
+ * proc_map_at/proc_map_find before are invalid afterwards. On error the old maps stay. */
+int proc_refresh_maps(struct proc *p, struct pms_error *err);
+
 /* Parses one line of /proc/PID/maps. 0 or -EINVAL. */
 int proc_maps_parse_line(const char *line, struct proc_map *out);
 

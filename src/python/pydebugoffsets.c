@@ -55,6 +55,19 @@ enum dfield {
 	D_UN_STATE,
 	D_UN_LENGTH,
 	D_UN_ASCII_SIZE,
+	D_IS_GC,
+	D_IS_IMPORTS_MODULES,
+	D_TP_SIZE,
+	D_TP_NAME,
+	D_TP_FLAGS,
+	D_TU_SIZE,
+	D_TU_ITEMS,
+	D_LI_SIZE,
+	D_LI_ITEMS,
+	D_DI_SIZE,
+	D_DI_KEYS,
+	D_DI_VALUES,
+	D_GC_SIZE,
 	D_COUNT,
 };
 
@@ -72,8 +85,8 @@ static const uint8_t format_313[] = {
     D_IS_ID,
     D_IS_NEXT,
     D_IS_THREADS_HEAD,
-    D_SKIP /* gc */,
-    D_SKIP /* imports_modules */,
+    D_IS_GC,
+    D_IS_IMPORTS_MODULES,
     D_SKIP /* sysdict */,
     D_SKIP /* builtins */,
     D_IS_CEVAL_GIL,
@@ -113,20 +126,20 @@ static const uint8_t format_313[] = {
     D_OB_SIZE,
     D_OB_TYPE,
     /* type_object: size, tp_name, tp_repr, tp_flags */
+    D_TP_SIZE,
+    D_TP_NAME,
     D_SKIP,
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
+    D_TP_FLAGS,
     /* tuple_object, list_object, dict_object: 3 words each */
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
+    D_TU_SIZE,
+    D_TU_ITEMS,
+    D_SKIP /* ob_size */,
+    D_LI_SIZE,
+    D_LI_ITEMS,
+    D_SKIP /* ob_size */,
+    D_DI_SIZE,
+    D_DI_KEYS,
+    D_DI_VALUES,
     /* float_object: 2, long_object: 3 */
     D_SKIP,
     D_SKIP,
@@ -143,7 +156,7 @@ static const uint8_t format_313[] = {
     D_UN_LENGTH,
     D_UN_ASCII_SIZE,
     /* gc: size, collecting */
-    D_SKIP,
+    D_GC_SIZE,
     D_SKIP,
 };
 
@@ -165,8 +178,8 @@ static const uint8_t format_314[] = {
     D_IS_NEXT,
     D_IS_THREADS_HEAD,
     D_SKIP /* threads_main */,
-    D_SKIP /* gc */,
-    D_SKIP /* imports_modules */,
+    D_IS_GC,
+    D_IS_IMPORTS_MODULES,
     D_SKIP /* sysdict */,
     D_SKIP /* builtins */,
     D_IS_CEVAL_GIL,
@@ -211,26 +224,26 @@ static const uint8_t format_314[] = {
     D_OB_SIZE,
     D_OB_TYPE,
     /* type_object: size, tp_name, tp_repr, tp_flags */
+    D_TP_SIZE,
+    D_TP_NAME,
     D_SKIP,
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
+    D_TP_FLAGS,
     /* tuple_object: 3, list_object: 3 */
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
+    D_TU_SIZE,
+    D_TU_ITEMS,
+    D_SKIP /* ob_size */,
+    D_LI_SIZE,
+    D_LI_ITEMS,
+    D_SKIP /* ob_size */,
     /* set_object: size, used, table, mask */
     D_SKIP,
     D_SKIP,
     D_SKIP,
     D_SKIP,
     /* dict_object: 3, float_object: 2, long_object: 3 */
-    D_SKIP,
-    D_SKIP,
-    D_SKIP,
+    D_DI_SIZE,
+    D_DI_KEYS,
+    D_DI_VALUES,
     D_SKIP,
     D_SKIP,
     D_SKIP,
@@ -246,7 +259,7 @@ static const uint8_t format_314[] = {
     D_UN_LENGTH,
     D_UN_ASCII_SIZE,
     /* gc: size, collecting */
-    D_SKIP,
+    D_GC_SIZE,
     D_SKIP,
     /* gen_object: size, gi_name, gi_iframe, gi_frame_state */
     D_SKIP,
@@ -401,6 +414,15 @@ static int validate(const struct values *vals, struct pms_error *err)
 	       "unicode_object.asciiobject_size"),
 	    IN(D_UN_ASCII_SIZE, 0, D_UN_SIZE, "unicode_object.asciiobject_size",
 	       "unicode_object.size"),
+	    IN(D_IS_GC, 0, D_IS_SIZE, "interpreter_state.gc", "interpreter_state.size"),
+	    IN(D_IS_IMPORTS_MODULES, 8, D_IS_SIZE, "interpreter_state.imports_modules",
+	       "interpreter_state.size"),
+	    IN(D_TP_NAME, 8, D_TP_SIZE, "type_object.tp_name", "type_object.size"),
+	    IN(D_TP_FLAGS, 8, D_TP_SIZE, "type_object.tp_flags", "type_object.size"),
+	    IN(D_TU_ITEMS, 0, D_TU_SIZE, "tuple_object.ob_item", "tuple_object.size"),
+	    IN(D_LI_ITEMS, 8, D_LI_SIZE, "list_object.ob_item", "list_object.size"),
+	    IN(D_DI_KEYS, 8, D_DI_SIZE, "dict_object.ma_keys", "dict_object.size"),
+	    IN(D_DI_VALUES, 8, D_DI_SIZE, "dict_object.ma_values", "dict_object.size"),
 #undef IN
 	};
 	static const struct {
@@ -416,6 +438,11 @@ static int validate(const struct values *vals, struct pms_error *err)
 	    {D_OB_SIZE, CAP_SMALL, "pyobject.size"},
 	    {D_BY_SIZE, CAP_SMALL, "bytes_object.size"},
 	    {D_UN_SIZE, CAP_SMALL, "unicode_object.size"},
+	    {D_TP_SIZE, CAP_SMALL, "type_object.size"},
+	    {D_TU_SIZE, CAP_SMALL, "tuple_object.size"},
+	    {D_LI_SIZE, CAP_SMALL, "list_object.size"},
+	    {D_DI_SIZE, CAP_SMALL, "dict_object.size"},
+	    {D_GC_SIZE, CAP_BIG, "gc.size"},
 	};
 	int ret;
 
@@ -570,6 +597,19 @@ int pydebug_parse(const void *blob, size_t len, const struct py_layout *base, st
 	l.unicode_state = (int32_t)vals.v[D_UN_STATE];
 	l.unicode_ascii_data = (int32_t)vals.v[D_UN_ASCII_SIZE];
 
+	/* What census reads; the rest of its fields (generations inside the collector's state,
+	 * dict keys, sets) are not published and keep the table's values. */
+	l.interp_gc = (int32_t)vals.v[D_IS_GC];
+	l.runtime_gc = PY_OFF_NONE;
+	l.interp_modules = (int32_t)vals.v[D_IS_IMPORTS_MODULES];
+	l.type_name = (int32_t)vals.v[D_TP_NAME];
+	l.type_flags = (int32_t)vals.v[D_TP_FLAGS];
+	l.type_size = (int32_t)vals.v[D_TP_SIZE];
+	l.tuple_items = (int32_t)vals.v[D_TU_ITEMS];
+	l.list_items = (int32_t)vals.v[D_LI_ITEMS];
+	l.dict_keys = (int32_t)vals.v[D_DI_KEYS];
+	l.dict_values = (int32_t)vals.v[D_DI_VALUES];
+
 	*out = l;
 	return 0;
 }
@@ -608,7 +648,16 @@ int pydebug_parse(const void *blob, size_t len, const struct py_layout *base, st
 	X(bytes_data)                                                                              \
 	X(unicode_length)                                                                          \
 	X(unicode_state)                                                                           \
-	X(unicode_ascii_data)
+	X(unicode_ascii_data)                                                                      \
+	X(interp_gc)                                                                               \
+	X(interp_modules)                                                                          \
+	X(type_name)                                                                               \
+	X(type_flags)                                                                              \
+	X(type_size)                                                                               \
+	X(tuple_items)                                                                             \
+	X(list_items)                                                                              \
+	X(dict_keys)                                                                               \
+	X(dict_values)
 
 int pydebug_crosscheck(const struct py_layout *published, const struct py_layout *table,
 		       struct pms_error *err)

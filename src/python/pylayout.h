@@ -103,6 +103,66 @@ struct py_layout {
 	uint8_t unicode_state_kind_shift;    /* kind:3 */
 	uint8_t unicode_state_compact_shift; /* compact:1 */
 	uint8_t unicode_state_ascii_shift;   /* ascii:1 */
+
+	/* The cyclic collector (census). Every GC object is preceded by a PyGC_Head whose
+	 * _gc_next/_gc_prev link it into one generation's list (flag bits in the low bits of
+	 * _gc_prev). The collector's state sits in _PyRuntime (3.8) or each interpreter (3.9+). */
+	int32_t gc_head_size; /* sizeof(PyGC_Head) */
+	int32_t gc_head_next;
+	int32_t gc_head_prev;
+	int32_t runtime_gc;		 /* 3.8: _PyRuntime.gc */
+	int32_t interp_gc;		 /* 3.9+: interp->gc */
+	int32_t gc_generations;		 /* generations[0] in struct _gc_runtime_state */
+	int32_t gc_generation_stride;	 /* sizeof(struct gc_generation); its head is first */
+	int32_t gc_generation_count;	 /* NUM_GENERATIONS */
+	int32_t gc_permanent_generation; /* gc.freeze()'s list, in struct _gc_runtime_state */
+	int32_t interp_modules;		 /* sys.modules: modules (3.8-3.11), imports.modules */
+	int32_t module_dict;		 /* PyModuleObject.md_dict */
+
+	/* PyTypeObject, PyHeapTypeObject and the tp_flags bits census reads. */
+	int32_t type_name; /* const char *tp_name */
+	int32_t type_basicsize;
+	int32_t type_itemsize;
+	int32_t type_flags; /* unsigned long tp_flags */
+	int32_t type_dict;
+	int32_t type_dictoffset;
+	int32_t type_size; /* sizeof(PyTypeObject) */
+	int32_t heaptype_qualname;
+	int32_t heaptype_size; /* sizeof(PyHeapTypeObject) */
+	int32_t tpflags_heaptype;
+	int32_t tpflags_have_gc;
+	int32_t tpflags_type_subclass_bit; /* 31: a mask of 1 << 31 does not fit an int32_t */
+	int32_t tpflags_preheader; /* 3.11+: flags whose objects carry 2 words before the GC head */
+
+	/* Containers and the buffers they own. */
+	int32_t tuple_items; /* ob_item[] inline */
+	int32_t list_items;  /* PyObject **ob_item */
+	int32_t list_allocated;
+	int32_t dict_used;
+	int32_t dict_keys;		   /* PyDictKeysObject *ma_keys */
+	int32_t dict_values;		   /* ma_values: NULL for a combined table */
+	int32_t dictkeys_size;		   /* 3.8-3.10: Py_ssize_t dk_size */
+	int32_t dictkeys_log2_size;	   /* 3.11+: uint8_t dk_log2_size */
+	int32_t dictkeys_log2_index_bytes; /* 3.11+: uint8_t */
+	int32_t dictkeys_kind;		   /* 3.11+: uint8_t dk_kind */
+	int32_t dictkeys_unicode_kind;	   /* 3.11+: DICT_KEYS_UNICODE (entries without hash) */
+	int32_t dictkeys_nentries;	   /* Py_ssize_t dk_nentries */
+	int32_t dictkeys_indices;	   /* dk_indices[]; the entries follow the index array */
+	int32_t dictentry_size;		   /* PyDictKeyEntry {hash, key, value} */
+	int32_t dictentry_key;
+	int32_t dictentry_value;
+	int32_t dictunicodeentry_size; /* 3.11+: PyDictUnicodeEntry {key, value} */
+	int32_t dictunicodeentry_key;
+	int32_t dictunicodeentry_value;
+	int32_t dictvalues_values; /* values[] inside what ma_values points to */
+	int32_t set_used;
+	int32_t set_mask;
+	int32_t set_table;
+	int32_t set_smalltable; /* table == &smalltable: nothing allocated apart */
+	int32_t setentry_size;
+	int32_t setentry_key;
+	int32_t long_tag;	   /* 3.12+: lv_tag (digit count << nonsize bits | sign) */
+	int32_t long_nonsize_bits; /* 3.12+ */
 };
 
 /* Build flavours that change layouts. */

@@ -17,7 +17,17 @@ struct pytarget {
 	char layout_source[160];
 	uint64_t runtime;
 	uint64_t code_type;
+	uint64_t types[PYT_TYPE_COUNT];
 	char runtime_file[512];
+};
+
+static const char *const type_symbols[PYT_TYPE_COUNT] = {
+    [PYT_TYPE] = "PyType_Type",		  [PYT_OBJECT] = "PyBaseObject_Type",
+    [PYT_LIST] = "PyList_Type",		  [PYT_TUPLE] = "PyTuple_Type",
+    [PYT_DICT] = "PyDict_Type",		  [PYT_SET] = "PySet_Type",
+    [PYT_FROZENSET] = "PyFrozenSet_Type", [PYT_STR] = "PyUnicode_Type",
+    [PYT_BYTES] = "PyBytes_Type",	  [PYT_INT] = "PyLong_Type",
+    [PYT_FLOAT] = "PyFloat_Type",	  [PYT_MODULE] = "PyModule_Type",
 };
 
 static const char *basename_of(const char *path)
@@ -298,6 +308,9 @@ int pytarget_open(pid_t pid, struct pytarget **out, struct pms_error *err)
 		goto fail;
 	if (elffile_symbol(ef, "PyCode_Type", &vaddr, NULL) == 0)
 		t->code_type = bias + vaddr;
+	for (int i = 0; i < PYT_TYPE_COUNT; i++)
+		if (elffile_symbol(ef, type_symbols[i], &vaddr, NULL) == 0)
+			t->types[i] = bias + vaddr;
 	elffile_close(ef);
 	*out = t;
 	return 0;
@@ -343,6 +356,11 @@ uint64_t pytarget_runtime(const struct pytarget *t)
 uint64_t pytarget_code_type(const struct pytarget *t)
 {
 	return t->code_type;
+}
+
+uint64_t pytarget_type_addr(const struct pytarget *t, enum pytarget_type which)
+{
+	return which >= 0 && which < PYT_TYPE_COUNT ? t->types[which] : 0;
 }
 
 const char *pytarget_runtime_file(const struct pytarget *t)

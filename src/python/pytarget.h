@@ -32,6 +32,25 @@ const struct py_layout *pytarget_layout(const struct pytarget *t);
 uint64_t pytarget_runtime(const struct pytarget *t);
 /* Address of PyCode_Type in the target (to check that a pointer is a code object). */
 uint64_t pytarget_code_type(const struct pytarget *t);
+/* Built-in type objects, found by their exported symbols (in .dynsym on every build, stripped
+ * ones included: they are public API). */
+enum pytarget_type {
+	PYT_TYPE,
+	PYT_OBJECT,
+	PYT_LIST,
+	PYT_TUPLE,
+	PYT_DICT,
+	PYT_SET,
+	PYT_FROZENSET,
+	PYT_STR,
+	PYT_BYTES,
+	PYT_INT,
+	PYT_FLOAT,
+	PYT_MODULE,
+	PYT_TYPE_COUNT,
+};
+/* Address of a built-in type object in the target; 0 when the symbol is not exported. */
+uint64_t pytarget_type_addr(const struct pytarget *t, enum pytarget_type which);
 /* The target's path of the file holding the runtime (libpython or the executable). */
 const char *pytarget_runtime_file(const struct pytarget *t);
 /* Where the layout came from: "built-in table", "_Py_DebugOffsets" ... */

@@ -132,6 +132,16 @@ Test(debugoffsets, real_313_agrees_with_table)
 	cr_assert_eq(bare.frame_tlbc_index, PY_OFF_NONE);
 	cr_assert_eq(bare.code_tlbc, PY_OFF_NONE);
 	cr_assert_eq(bare.executable_tag_mask, 0);
+	/* census's share, measured by tools/layoutgen.c from the headers */
+	cr_assert_eq(bare.interp_gc, 7400);
+	cr_assert_eq(bare.interp_modules, 7656);
+	cr_assert_eq(bare.type_name, 24);
+	cr_assert_eq(bare.type_flags, 168);
+	cr_assert_eq(bare.type_size, 416);
+	cr_assert_eq(bare.tuple_items, 24);
+	cr_assert_eq(bare.list_items, 24);
+	cr_assert_eq(bare.dict_keys, 32);
+	cr_assert_eq(bare.dict_values, 40);
 	cr_assert_eq(pydebug_crosscheck(&bare, table, &err), 0, "%s", err.msg);
 }
 
@@ -267,6 +277,13 @@ static struct dbg314 make314(int free_threaded)
 			       .state = 32 + hdr,
 			       .length = 16 + hdr,
 			       .asciiobject_size = 40 + hdr},
+	    .type_object = {.size = 416 + hdr,
+			    .tp_name = 24 + hdr,
+			    .tp_repr = 88 + hdr,
+			    .tp_flags = 168 + hdr},
+	    .tuple_object = {.size = 32 + hdr, .ob_item = 24 + hdr, .ob_size = 16 + hdr},
+	    .list_object = {.size = 40 + hdr, .ob_item = 24 + hdr, .ob_size = 16 + hdr},
+	    .dict_object = {.size = 48 + hdr, .ma_keys = 32 + hdr, .ma_values = 40 + hdr},
 	    .gc = {.size = 400, .collecting = 8},
 	};
 

@@ -32,6 +32,90 @@ static const struct py_layout *must(int minor, enum py_build build)
 	cr_assert_eq((e)->layout.field, PY_OFF_NONE, "3.%d %s: " #field " should be absent",       \
 		     (e)->minor, pylayout_build_name((e)->build))
 
+/* What census reads: present and coherent on 3.8-3.13, absent on 3.14 (not taught yet). */
+static void check_census(const struct pylayout_entry *e)
+{
+	const struct py_layout *l = &e->layout;
+
+	if (e->minor >= 14) {
+		ASSERT_NONE(e, gc_head_size);
+		ASSERT_NONE(e, gc_generations);
+		ASSERT_NONE(e, runtime_gc);
+		ASSERT_NONE(e, interp_gc);
+		ASSERT_NONE(e, dictkeys_nentries);
+		return;
+	}
+	cr_assert_eq(l->gc_head_size, 16, "3.%d: PyGC_Head is two words", e->minor);
+	ASSERT_IN(e, gc_head_next, 8, gc_head_size);
+	ASSERT_IN(e, gc_head_prev, 8, gc_head_size);
+	cr_assert_neq(l->gc_head_next, l->gc_head_prev);
+	/* 3.8 keeps the collector in _PyRuntime, 3.9+ in each interpreter */
+	if (e->minor == 8) {
+		ASSERT_HAS(e, runtime_gc);
+		ASSERT_NONE(e, interp_gc);
+	} else {
+		ASSERT_NONE(e, runtime_gc);
+		ASSERT_HAS(e, interp_gc);
+	}
+	ASSERT_HAS(e, gc_generations);
+	cr_assert_geq(l->gc_generation_stride, l->gc_head_size);
+	cr_assert_eq(l->gc_generation_count, 3);
+	cr_assert_geq(l->gc_permanent_generation,
+		      l->gc_generations + l->gc_generation_count * l->gc_generation_stride);
+	ASSERT_HAS(e, interp_modules);
+	cr_assert_geq(l->module_dict, l->varobject_size);
+
+	ASSERT_IN(e, type_name, 8, type_size);
+	ASSERT_IN(e, type_basicsize, 8, type_size);
+	ASSERT_IN(e, type_itemsize, 8, type_size);
+	ASSERT_IN(e, type_flags, 8, type_size);
+	ASSERT_IN(e, type_dict, 8, type_size);
+	ASSERT_IN(e, type_dictoffset, 8, type_size);
+	ASSERT_IN(e, heaptype_qualname, 8, heaptype_size);
+	cr_assert_gt(l->heaptype_size, l->type_size);
+	cr_assert_eq(l->tpflags_heaptype, 1 << 9);
+	cr_assert_eq(l->tpflags_have_gc, 1 << 14);
+	cr_assert_eq(l->tpflags_type_subclass_bit, 31);
+	cr_assert_eq(l->tpflags_preheader, e->minor >= 12 ? 24 : e->minor == 11 ? 16 : 0);
+
+	cr_assert_gt(l->tuple_items, l->varobject_size);
+	cr_assert_gt(l->list_items, l->varobject_size);
+	cr_assert_gt(l->list_allocated, l->list_items);
+	ASSERT_HAS(e, dict_used);
+	cr_assert_gt(l->dict_keys, l->dict_used);
+	cr_assert_gt(l->dict_values, l->dict_keys);
+	if (e->minor <= 10) {
+		ASSERT_HAS(e, dictkeys_size);
+		ASSERT_NONE(e, dictkeys_log2_size);
+		ASSERT_NONE(e, dictkeys_kind);
+		ASSERT_NONE(e, dictunicodeentry_size);
+	} else {
+		ASSERT_NONE(e, dictkeys_size);
+		ASSERT_HAS(e, dictkeys_log2_size);
+		ASSERT_HAS(e, dictkeys_log2_index_bytes);
+		ASSERT_HAS(e, dictkeys_kind);
+		ASSERT_HAS(e, dictkeys_unicode_kind);
+		cr_assert_eq(l->dictunicodeentry_size, 16);
+		ASSERT_IN(e, dictunicodeentry_value, 8, dictunicodeentry_size);
+	}
+	cr_assert_gt(l->dictkeys_indices, l->dictkeys_nentries);
+	cr_assert_eq(l->dictentry_size, 24);
+	ASSERT_IN(e, dictentry_key, 8, dictentry_size);
+	ASSERT_IN(e, dictentry_value, 8, dictentry_size);
+	cr_assert_eq(l->dictvalues_values, e->minor >= 13 ? 8 : 0);
+	cr_assert_gt(l->set_table, l->set_mask);
+	cr_assert_gt(l->set_smalltable, l->set_table);
+	cr_assert_eq(l->setentry_size, 16);
+	ASSERT_IN(e, setentry_key, 8, setentry_size);
+	if (e->minor >= 12) {
+		cr_assert_eq(l->long_tag, l->varobject_size);
+		cr_assert_eq(l->long_nonsize_bits, 3);
+	} else {
+		ASSERT_NONE(e, long_tag);
+		ASSERT_NONE(e, long_nonsize_bits);
+	}
+}
+
 static void check_entry(const struct pylayout_entry *e)
 {
 	const struct py_layout *l = &e->layout;
@@ -137,6 +221,7 @@ static void check_entry(const struct pylayout_entry *e)
 		cr_assert(l->executable_tag_mask == 1 || l->executable_tag_mask == 3);
 	else
 		cr_assert_eq(l->executable_tag_mask, 0);
+	check_census(e);
 }
 
 Test(pylayout, every_entry_is_sane)
