@@ -112,8 +112,7 @@ def work(keep, churn, extra, count, size, sizes, infos, first):
 
 def main():
     if len(sys.argv) < 3 or sys.argv[2] not in MODES:
-        sys.stderr.write(__doc__.split("\n\n")[0] + "\n")
-        sys.exit(2)
+        pmsgrowth.usage_exit(__doc__.split("\n\n")[0])
     truth_path = sys.argv[1]
     mode = sys.argv[2]
     lifetime = float(sys.argv[3]) if len(sys.argv) > 3 else 60.0
@@ -164,11 +163,7 @@ def main():
         "stacks": _stacks})
     sys.stdout.write("done: %d rounds in %.2fs\n" % (count, t1 - t0))
     sys.stdout.flush()
-    end = time.monotonic() + lifetime
-    waiter = threading.Thread(target=sys.stdin.readline, daemon=True)
-    waiter.start()
-    while waiter.is_alive() and time.monotonic() < end:
-        waiter.join(0.2)
+    pmsgrowth.wait_stdin(lifetime)
 
 
 if __name__ == "__main__":

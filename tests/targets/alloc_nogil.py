@@ -67,8 +67,7 @@ def paced(calls, fn, go, out):
 
 def main():
     if len(sys.argv) < 2:
-        sys.stderr.write(__doc__.split("\n\n")[0] + "\n")
-        sys.exit(2)
+        pmsgrowth.usage_exit(__doc__.split("\n\n")[0])
     truth_path = sys.argv[1]
     lifetime = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
     go = threading.Event()
@@ -99,11 +98,7 @@ def main():
     pmsgrowth.write_json(truth_path + ".done", done)
     sys.stdout.write("done\n")
     sys.stdout.flush()
-    end = time.monotonic() + lifetime
-    waiter = threading.Thread(target=sys.stdin.readline, daemon=True)
-    waiter.start()
-    while waiter.is_alive() and time.monotonic() < end:
-        waiter.join(0.2)
+    pmsgrowth.wait_stdin(lifetime)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,7 @@ def churn_malloc(n):
 
 def main():
     if len(sys.argv) < 4:
-        sys.stderr.write(__doc__.split("\n\n")[0] + "\n")
-        sys.exit(2)
+        pmsgrowth.usage_exit(__doc__.split("\n\n")[0])
     ready, timeline, rate = sys.argv[1], sys.argv[2], int(sys.argv[3])
     lifetime = float(sys.argv[4]) if len(sys.argv) > 4 else 60.0
     per_tick = max(1, int(rate * TICK))

@@ -12,7 +12,6 @@ The timeline file (see pmsgrowth.py) counts the rounds done, for the harness's p
 """
 import hashlib
 import json
-import os
 import sys
 import threading
 import time
@@ -69,8 +68,7 @@ class Worker:
 
 def main():
     if len(sys.argv) < 4:
-        sys.stderr.write(__doc__.split("\n\n")[0] + "\n")
-        sys.exit(2)
+        pmsgrowth.usage_exit(__doc__.split("\n\n")[0])
     ready, timeline, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
     pace = float(sys.argv[4]) / 1000.0 if len(sys.argv) > 4 else 0.0
     refs = [work(s) for s in range(NSEEDS)]
@@ -91,10 +89,7 @@ def main():
             if pace:
                 time.sleep(pace)
 
-    tmp = ready + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("%d\n" % os.getpid())
-    os.rename(tmp, ready)
+    pmsgrowth.write_ready(ready)
     sys.stdin.readline()
     t = threading.Thread(target=loop, args=(workers[1],), name="worker")
     t.start()

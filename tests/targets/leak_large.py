@@ -25,19 +25,8 @@ def leak():
     KEPT.append(b"\x5a" * CHUNK)  # LEAK-LINE
 
 
-def churn():
-    """About 2000 small objects made and dropped, 50 at a time: every allocation (the lists too)
-    stays under 512 bytes, so pymalloc serves it from its pools, not the C heap the leak grows."""
-    total = 0
-    for _ in range(40):
-        items = [{"i": i, "s": "k%d" % i, "t": (i, i + 1)} for i in range(50)]
-        for d in items:
-            total += d["t"][1] + len(d["s"])
-    return total
-
-
 def churn_heap():
-    """Like churn(), but each call also makes and drops one 16 KB list (2000 pointers): that is
+    """Like pmsgrowth.churn(), but each call also makes and drops one 16 KB list (2000 pointers): that is
     malloc'ed from the same C heap as the leak, so pages it touches first get reused by the leak."""
     items = [{"i": i, "s": "k%d" % i, "t": (i, i + 1)} for i in range(2000)]
     total = 0
@@ -48,17 +37,16 @@ def churn_heap():
 
 def main():
     truth, timeline, lifetime, mode = pmsgrowth.parse_args(sys.argv, __doc__.split("\n\n")[0])
-    args = (leak, churn, PERIOD, truth, timeline, lifetime)
+    args = (leak, pmsgrowth.churn, PERIOD, truth, timeline, lifetime)
     extra = {"target": "leak_large", "chunk": CHUNK, "mode": mode or "main"}
     if mode is None:
         pmsgrowth.run(*args, extra=extra)
     elif mode == "heapchurn":
         pmsgrowth.run(leak, churn_heap, *args[2:], extra=extra)
     elif mode == "thread":
-        pmsgrowth.run_in_thread(args, extra, churn)
+        pmsgrowth.run_in_thread(args, extra, pmsgrowth.churn)
     else:
-        sys.stderr.write("unknown mode %r\n" % mode)
-        sys.exit(2)
+        pmsgrowth.usage_exit("unknown mode %r" % mode)
 
 
 if __name__ == "__main__":

@@ -38,22 +38,11 @@ def leak():
     KEPT.append(ret.value)
 
 
-def churn():
-    """About 2000 small objects made and dropped, 50 at a time: every allocation (the lists too)
-    stays under 512 bytes, so pymalloc serves it from its pools, not the C heap the leak grows."""
-    total = 0
-    for _ in range(40):
-        items = [{"i": i, "s": "k%d" % i, "t": (i, i + 1)} for i in range(50)]
-        for d in items:
-            total += d["t"][1] + len(d["s"])
-    return total
-
-
 def main():
     truth, timeline, lifetime, _ = pmsgrowth.parse_args(sys.argv, __doc__.split("\n\n")[0])
     leak_info = {"function": "<no python thread>", "file": None, "line": None, "first_line": None,
                  "caller": pmsgrowth.func_info(leak)}
-    pmsgrowth.run(leak, churn, PERIOD, truth, timeline, lifetime, leak_info=leak_info,
+    pmsgrowth.run(leak, pmsgrowth.churn, PERIOD, truth, timeline, lifetime, leak_info=leak_info,
                   extra={"target": "leak_nothread", "chunk": CHUNK})
 
 

@@ -51,16 +51,6 @@ def leak():
         _state["on"] = True
 
 
-def churn():
-    """About 2000 small objects made and dropped, 50 at a time (all under pymalloc's 512 bytes)."""
-    total = 0
-    for _ in range(40):
-        items = [{"i": i, "s": "k%d" % i, "t": (i, i + 1)} for i in range(50)]
-        for d in items:
-            total += d["t"][1] + len(d["s"])
-    return total
-
-
 def main():
     usage = __doc__.split("\n\n")[0]
     argv = sys.argv
@@ -70,9 +60,8 @@ def main():
         _state["trigger"] = os.path.abspath(argv[5])
         SPREAD.extend(_make_spread())
     if not 0.001 <= period <= 10:
-        sys.stderr.write("PERIOD_S must be from 0.001 to 10\n")
-        sys.exit(2)
-    pmsgrowth.run(leak, churn, period, truth, timeline, lifetime,
+        pmsgrowth.usage_exit("PERIOD_S must be from 0.001 to 10")
+    pmsgrowth.run(leak, pmsgrowth.churn, period, truth, timeline, lifetime,
                   extra={"target": "leak_paced", "chunk": CHUNK, "spread_sites": len(SPREAD),
                          "spread_trigger": _state["trigger"]})
 

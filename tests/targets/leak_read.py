@@ -21,20 +21,9 @@ def leak():
     KEPT.append(os.read(FD, CHUNK))  # LEAK-LINE
 
 
-def churn():
-    """About 2000 small objects made and dropped, 50 at a time: every allocation (the lists too)
-    stays under 512 bytes, so pymalloc serves it from its pools, not the C heap the leak grows."""
-    total = 0
-    for _ in range(40):
-        items = [{"i": i, "s": "k%d" % i, "t": (i, i + 1)} for i in range(50)]
-        for d in items:
-            total += d["t"][1] + len(d["s"])
-    return total
-
-
 def main():
     truth, timeline, lifetime, _ = pmsgrowth.parse_args(sys.argv, __doc__.split("\n\n")[0])
-    pmsgrowth.run(leak, churn, PERIOD, truth, timeline, lifetime,
+    pmsgrowth.run(leak, pmsgrowth.churn, PERIOD, truth, timeline, lifetime,
                   extra={"target": "leak_read", "chunk": CHUNK})
 
 

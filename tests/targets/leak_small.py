@@ -48,8 +48,7 @@ def main():
     elif mode == "thread":
         pmsgrowth.run_in_thread(args, extra, churn, churners=1)
     else:
-        sys.stderr.write("unknown mode %r\n" % mode)
-        sys.exit(2)
+        pmsgrowth.usage_exit("unknown mode %r" % mode)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared by the `record` e2e targets: the RSS timeline, the truth file, the paced leak/churn loop.
+"""Shared by the `record` and `top` e2e targets: RSS timeline, truth file, paced loop, churn, ready file.
 
 Every growth target knows its truth and measures itself:
   * a timeline thread appends "MONOTONIC_TIME RSS_BYTES PROGRESS" to a file every 50 ms (RSS from
@@ -166,10 +166,47 @@ def run_in_thread(args, extra, churn, churners=0):
 def parse_args(argv, usage):
     """TRUTH.json TIMELINE [LIFETIME_S] [MODE]"""
     if len(argv) < 3:
-        sys.stderr.write(usage + "\n")
-        sys.exit(2)
+        usage_exit(usage)
     truth = os.path.abspath(argv[1])
     timeline = os.path.abspath(argv[2])
     lifetime = float(argv[3]) if len(argv) > 3 else 90.0
     mode = argv[4] if len(argv) > 4 else None
     return truth, timeline, lifetime, mode
+
+
+# Parts many targets share and no case asserts on; what a case asserts on (the leaking or allocating
+# functions and their lines) stays in each target. sleeper.py, which must run on 2.7, keeps its own
+# ready file.
+def churn():
+    """About 2000 small objects made and dropped, 50 at a time: every allocation (the lists too)
+    stays under 512 bytes, so pymalloc serves it from its pools, not the C heap the leak grows.
+    The background work of the leak_*.py targets and top_leak.py (nothing asserts on where it is)."""
+    total = 0
+    for _ in range(40):
+        items = [{"i": i, "s": "k%d" % i, "t": (i, i + 1)} for i in range(50)]
+        for d in items:
+            total += d["t"][1] + len(d["s"])
+    return total
+
+
+def usage_exit(text):
+    """A bad command line: `text` on stderr, exit 2."""
+    sys.stderr.write(text + "\n")
+    sys.exit(2)
+
+
+def write_ready(path):
+    """The ready signal of the targets that write no truth: `path` holding the pid, atomically."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("%d\n" % os.getpid())
+    os.rename(tmp, path)
+
+
+def wait_stdin(lifetime):
+    """Until a line or EOF on stdin, or `lifetime` seconds."""
+    end = time.monotonic() + lifetime
+    waiter = threading.Thread(target=sys.stdin.readline, daemon=True)
+    waiter.start()
+    while waiter.is_alive() and time.monotonic() < end:
+        waiter.join(0.2)

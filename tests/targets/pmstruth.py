@@ -2,7 +2,7 @@
 
 The truth is what the interpreter itself says about its threads (sys._current_frames() and
 traceback.extract_stack()), innermost frame first, with the name the interpreter would give each frame:
-co_qualname on 3.11+, co_name before. The harness (tests/e2e/run.py) compares `pymemspy dump --json`
+co_qualname on 3.11+, co_name before. The harness (tests/e2e/cases_dump.py) compares `pymemspy dump --json`
 against it. Python 3.8+ only (threading.get_native_id).
 
 Protocol, for every target built on this module:

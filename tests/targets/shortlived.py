@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+import pmsgrowth
+
 
 def churn(depth):
     if depth:
@@ -25,9 +27,7 @@ def worker(stop):
 def main():
     ready, seed = sys.argv[1], int(sys.argv[2])
     rng = random.Random(seed)
-    with open(ready + ".tmp", "w") as f:
-        f.write("%d\n" % os.getpid())
-    os.rename(ready + ".tmp", ready)
+    pmsgrowth.write_ready(ready)
     sys.stdin.readline()
     stop = threading.Event()
     threads = []

@@ -8,9 +8,10 @@ The leak is paced by the clock, so its rate does not depend on how fast the inte
 churn() runs for about half of each period and the process sleeps the rest.
 Python 3.8+ standard library only.
 """
-import os
 import sys
 import time
+
+import pmsgrowth
 
 CHUNK = 64 * 1024
 PERIOD = 0.02
@@ -24,16 +25,6 @@ def leak():
     KEPT.append(bytearray(b"\x5a") * CHUNK)  # every page touched here, on this line
 
 
-def churn():
-    """About 2000 small objects made and dropped, 50 at a time (all under pymalloc's 512 bytes)."""
-    total = 0
-    for _ in range(40):
-        items = [{"i": i, "s": "k%d" % i, "t": (i, i + 1)} for i in range(50)]
-        for d in items:
-            total += d["t"][1] + len(d["s"])
-    return total
-
-
 def cache_put():
     """100 small entries into a bounded cache that replaces its oldest: it fills in about 8 s
     (some 5 MiB), then stays flat: steady growth that levels off, which is not a leak."""
@@ -43,22 +34,14 @@ def cache_put():
         CACHE[_serial % CACHE_SIZE] = ("entry-%08d" % _serial, _serial)
 
 
-def write_ready(path):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("%d\n" % os.getpid())
-    os.rename(tmp, path)
-
-
 def main():
     if len(sys.argv) not in (2, 3):
-        sys.stderr.write(__doc__.split("\n\n")[0] + "\n")
-        sys.exit(2)
+        pmsgrowth.usage_exit(__doc__.split("\n\n")[0])
     ready = sys.argv[1]
     lifetime = float(sys.argv[2]) if len(sys.argv) == 3 else None
     for _ in range(20):  # warm-up: imports and pools settle before anyone attaches
-        churn()
-    write_ready(ready)
+        pmsgrowth.churn()
+    pmsgrowth.write_ready(ready)
     start = time.monotonic()
     deadline = start
     while lifetime is None or time.monotonic() - start < lifetime:
@@ -66,7 +49,7 @@ def main():
         leak()
         cache_put()
         while time.monotonic() < deadline - PERIOD / 2:
-            churn()
+            pmsgrowth.churn()
         pause = deadline - time.monotonic()
         if pause > 0:
             time.sleep(pause)
