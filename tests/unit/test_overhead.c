@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -90,8 +91,9 @@ Test(hostcost, watchpoint_counts_agree_with_cost)
 	int ret = hostcost_watchpoint(&w);
 
 	if (ret) {
-		cr_log_warn("SKIP hostcost/watchpoint: no hardware breakpoint here (%s)",
-			    strerror(-ret));
+		/* Criterion 2.4 exits 1 after any cr_log_warn: say it on stderr */
+		fprintf(stderr, "SKIP hostcost/watchpoint: no hardware breakpoint here (%s)\n",
+			strerror(-ret));
 		return;
 	}
 	cr_assert_gt(w.writes, 0);
