@@ -550,17 +550,13 @@ int cmd_census(int argc, char **argv)
 			gopts.budget = (uint64_t)budget_mb << 20;
 			break;
 		case 'h':
-			usage(stdout);
-			cli_print_exit_codes();
-			return PMS_EXIT_OK;
+			return cli_help(usage);
 		default:
 			return cli_usage_error("census", "unknown option");
 		}
 	}
-	if (optind < argc)
-		return cli_usage_error("census", "unexpected argument");
-	if (!pid)
-		return cli_usage_error("census", "--pid is required");
+	if (cli_need_pid("census", argc, pid))
+		return PMS_EXIT_USAGE;
 	if (duration / interval > CENSUS_MAX_SNAPSHOTS)
 		return cli_usage_error("census", "too many snapshots: raise --interval");
 	c.budget = gopts.budget;

@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -100,4 +101,20 @@ void cli_print_exit_codes(void)
 	printf("\nExit status:\n");
 	for (int c = PMS_EXIT_OK; c <= PMS_EXIT_INCONSISTENT; c++)
 		printf("  %d  %s\n", c, pms_exit_describe((enum pms_exit)c));
+}
+
+int cli_help(void (*usage)(FILE *out))
+{
+	usage(stdout);
+	cli_print_exit_codes();
+	return PMS_EXIT_OK;
+}
+
+int cli_need_pid(const char *cmd, int argc, pid_t pid)
+{
+	if (optind < argc)
+		return cli_usage_error(cmd, "unexpected argument");
+	if (!pid)
+		return cli_usage_error(cmd, "--pid is required");
+	return 0;
 }

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "errors.h"
@@ -36,5 +37,11 @@ int cli_usage_error(const char *cmd, const char *what);
 
 /* The exit-code table, as printed at the end of every --help. */
 void cli_print_exit_codes(void);
+
+/* --help: the command's usage, then the exit codes, on stdout. Returns PMS_EXIT_OK. */
+int cli_help(void (*usage)(FILE *out));
+
+/* After getopt: no operand left and --pid given. 0, or PMS_EXIT_USAGE with the message. */
+int cli_need_pid(const char *cmd, int argc, pid_t pid);
 
 #endif

@@ -239,17 +239,13 @@ int cmd_dump(int argc, char **argv)
 						       "65536");
 			break;
 		case 'h':
-			usage(stdout);
-			cli_print_exit_codes();
-			return PMS_EXIT_OK;
+			return cli_help(usage);
 		default:
 			return cli_usage_error("dump", "unknown option");
 		}
 	}
-	if (optind < argc)
-		return cli_usage_error("dump", "unexpected argument");
-	if (!pid)
-		return cli_usage_error("dump", "--pid is required");
+	if (cli_need_pid("dump", argc, pid))
+		return PMS_EXIT_USAGE;
 
 	ret = pytarget_open(pid, &d.target, &err);
 	if (ret)

@@ -297,17 +297,13 @@ static int parse_args(int argc, char **argv, struct record_args *a)
 			a->quiet = true;
 			break;
 		case 'h':
-			usage(stdout);
-			cli_print_exit_codes();
-			return PMS_EXIT_OK;
+			return cli_help(usage);
 		default:
 			return cli_usage_error("record", "unknown option");
 		}
 	}
-	if (optind < argc)
-		return cli_usage_error("record", "unexpected argument");
-	if (!a->pid)
-		return cli_usage_error("record", "--pid is required");
+	if (cli_need_pid("record", argc, a->pid))
+		return PMS_EXIT_USAGE;
 	if (attach_opts_check(&a->attach, "record"))
 		return PMS_EXIT_USAGE;
 	if (a->until_confident && a->duration == 0)

@@ -534,9 +534,7 @@ int cmd_report(int argc, char **argv)
 			json = true;
 			break;
 		case 'h':
-			usage(stdout);
-			cli_print_exit_codes();
-			return PMS_EXIT_OK;
+			return cli_help(usage);
 		default:
 			return cli_usage_error("report", "unknown option");
 		}

@@ -565,17 +565,13 @@ static int parse_args(int argc, char **argv, struct top_args *a)
 			a->top_rows = (unsigned)v;
 			break;
 		case 'h':
-			usage(stdout);
-			cli_print_exit_codes();
-			return PMS_EXIT_OK;
+			return cli_help(usage);
 		default:
 			return cli_usage_error("top", "unknown option");
 		}
 	}
-	if (optind < argc)
-		return cli_usage_error("top", "unexpected argument");
-	if (!a->pid)
-		return cli_usage_error("top", "--pid is required");
+	if (cli_need_pid("top", argc, a->pid))
+		return PMS_EXIT_USAGE;
 	if (attach_opts_check(&a->attach, "top"))
 		return PMS_EXIT_USAGE;
 	if (a->sort == TUI_SORT_ALLOC && !pms_source_is_allocator(a->attach.sampler.source))
