@@ -117,4 +117,4 @@ def case_doctor_json(ctx):
 
 
 def cases():
-    return [Case("doctor/json", case_doctor_json, cost=3)]
+    return [Case("doctor/json", case_doctor_json, cost=3, debugregs="shared")]  # it times a watchpoint

@@ -13,8 +13,9 @@ are in cases_errors.py).
 
 record --events survivors: leak_small.py leaks small objects under small-object churn; the leaking
 function must get at least 90% of the growth. These cases need watchpoints that trap (SKIP where
-doctor says they do not); PYTHONMALLOC=malloc is refused with exit 5, and record/survivors/refused
-checks the refusal where watchpoints cannot be had (exit 8, naming watchpoints).
+doctor says they do not); PYTHONMALLOC=malloc is refused with exit 5. record/survivors/refused, on
+every host: where no watchpoint can be had (they do not trap, or hold_debugregs.py holds every debug
+register) survivors is refused at once with exit 8 naming watchpoints, and doctor --json says so.
 """
 import json
 import os
@@ -28,6 +29,7 @@ from harness import (
     Case, EXIT_HOST, EXIT_UNSUPPORTED, Fail, INTERPRETERS, Skip, TARGETS, compare_frames, fail_with, fmt,
     host_feature, interp, is_int, is_num, key, killpg, mb, parse_json, python_target, short, target_state_problems,
     wait_file)
+from cases_doctor import doctor_problems
 
 
 # --- record: targets that know how much they grow, and where ------------------------------------
@@ -481,32 +483,79 @@ def case_record_survivors_no_pymalloc(ctx, python):
     return "exit 5: %s" % short(r.err)
 
 
+HOLD_TRIES_FOR = 45.0  # s: debug registers taken elsewhere (a debugger, another run's watchpoints) may free
+
+
+def hold_debug_registers(ctx, python):
+    """Start hold_debugregs.py; return (proc, N) once it holds all N hardware debug registers of the
+    host. Tries again while some are taken elsewhere; Fail if they stay taken."""
+    end = time.time() + HOLD_TRIES_FOR * harness.SCALE
+    while True:
+        p = python_target(ctx, python, "hold_debugregs.py", "60", name="hold")
+        while p.poll() is None:
+            with open(p.out_path, encoding="utf-8", errors="replace") as f:
+                m = re.search(r"^held (\d+)$", f.read(), re.M)
+            if m:
+                return p, int(m.group(1))
+            ctx.check_time("waiting for hold_debugregs.py to take the debug registers")
+            time.sleep(0.02)
+        if time.time() > end:
+            raise Fail("hold_debugregs.py could not take every debug register for %.0fs (rc %s): %s"
+                       % (HOLD_TRIES_FOR * harness.SCALE, p.returncode, ctx.proc_output(p)))
+        time.sleep(0.5)
+
+
 def case_record_survivors_refused(ctx, python):
-    """Where hardware watchpoints open but do not trap (doctor's selftest:watchpoint fails): record
-    --events survivors on a real target is refused at once, exit 8 naming watchpoints, and the target
-    is left running, untraced. SKIP where they trap (record/survivors/* run there)."""
+    """Where pymemspy can have no watchpoint that traps, record --events survivors on a real target is
+    refused at once, exit 8 naming watchpoints, the target left running, untraced; and doctor --json
+    at that moment says selftest:watchpoint is not ok (its document consistent: survivors blocked by
+    the host, exit 8). Where watchpoints trap (doctor's selftest:watchpoint passed), hold_debugregs.py
+    takes every debug register of the host first (root), as a debugger's breakpoints would, and gives
+    them back at the end; where they do not, the host is left as it is."""
     ok, evidence = host_feature("watchpoints")
-    if ok is True:
-        raise Skip("watchpoints trap on this host (%s)" % evidence)
     if ok is None:
         raise Skip("unknown whether watchpoints trap on this host (%s)" % evidence)
+    if ok and os.geteuid() != 0:
+        raise Skip("watchpoints trap here; taking every debug register needs root (CPU-wide perf events)")
     p, truth = start_growth_target(ctx, python, "leak_small.py", "60")
-    r = ctx.run_bin(["record", "--pid", str(truth["pid"]), "--duration", "10", "--events", "survivors", "--json"],
-                    timeout=15)
+    hold, held = None, 0
+    try:
+        if ok:
+            hold, held = hold_debug_registers(ctx, python)
+        r = ctx.run_bin(["record", "--pid", str(truth["pid"]), "--duration", "10", "--events", "survivors",
+                         "--json"], timeout=15)
+        d = ctx.run_bin(["doctor", "--json"], timeout=60)
+    finally:
+        if hold is not None:
+            killpg(hold)
+            hold.wait()
     err = r.err.decode("utf-8", "replace")
+    how = "watchpoints trap here, so hold_debugregs.py held all %d debug registers" % held if ok else \
+        "no watchpoint to be had here already, nothing held (%s)" % evidence
     problems = []
     if r.rc != EXIT_HOST:
         problems.append("exit %s, want %d" % (r.rc, EXIT_HOST))
     if "watchpoint" not in err.lower():
         problems.append("stderr does not name watchpoints")
-    if r.elapsed > 15 * harness.SCALE:
+    if r.elapsed > 5 * harness.SCALE:
         problems.append("refused only after %.1fs" % r.elapsed)
+    doc = parse_json(d)
+    wp = None
+    if not isinstance(doc, dict):
+        problems.append("doctor --json printed no object")
+    else:
+        problems += ["doctor --json: " + x for x in doctor_problems(doc, d.rc)]
+        wp = dict((c.get("name"), c) for c in doc.get("checks") or [] if isinstance(c, dict)).get(
+            "selftest:watchpoint")
+        if wp is None or wp.get("ok") is not False:
+            problems.append("doctor --json's selftest:watchpoint is %s, want ok false" % json.dumps(wp))
     if p.poll() is not None:
         problems.append("the target died (rc %s): %s" % (p.returncode, ctx.proc_output(p)))
     problems += target_state_problems(p.pid, "the refusal")
     if problems:
-        raise Fail("%s (host: %s): %s" % ("; ".join(problems), evidence, r.describe(True)))
-    return "exit 8 in %.1fs (%s): %s" % (r.elapsed, evidence, short(r.err, 200))
+        raise Fail("%s (%s): %s\n    %s" % ("; ".join(problems), how, r.describe(True), d.describe()))
+    return "%s: exit 8 in %.1fs (%s); doctor --json: selftest:watchpoint not ok (%s)" % (
+        how, r.elapsed, short(r.err, 200), wp.get("detail"))
 
 
 def text_top_row(text, leak_function):
@@ -817,15 +866,16 @@ def cases():
                           needs=interp(iid), cost=8))
     wp = ("watchpoints",)  # --events survivors: SKIP where watchpoints do not trap
     for iid, path in INTERPRETERS:  # --events survivors: a small-object leak under small-object churn
-        cases.append(Case("record/survivors/" + iid, case_record_survivors, (path,), needs=path, cost=9, host=wp))
+        cases.append(Case("record/survivors/" + iid, case_record_survivors, (path,), needs=path, cost=9, host=wp,
+                          debugregs="shared"))
     for iid in ("3.8.18", "3.12.1", "deb-3.11"):  # leaks in a thread while two others churn
         cases.append(Case("record/survivors/threads/" + iid, case_record_survivors, (interp(iid), "thread"),
-                          needs=interp(iid), cost=9, host=wp))
+                          needs=interp(iid), cost=9, host=wp, debugregs="shared"))
     cases.append(Case("record/survivors/no-pymalloc/3.12.1", case_record_survivors_no_pymalloc,
-                      (interp("3.12.1"),), needs=interp("3.12.1"), cost=4, host=wp))
-    # where watchpoints do not trap (the inverse: SKIP where they do)
+                      (interp("3.12.1"),), needs=interp("3.12.1"), cost=4, host=wp, debugregs="shared"))
+    # every host: where watchpoints trap, it takes every debug register first (the others wait)
     cases.append(Case("record/survivors/refused/3.12.1", case_record_survivors_refused,
-                      (interp("3.12.1"),), needs=interp("3.12.1"), cost=4))
+                      (interp("3.12.1"),), timeout=120, needs=interp("3.12.1"), cost=4, debugregs="alone"))
     for iid in ("3.10.13", "deb-3.11d"):
         cases.append(Case("record/text/" + iid, case_record_text, (interp(iid),), needs=interp(iid), cost=6))
     for iid in ("3.13.0",):

@@ -246,6 +246,51 @@ HOST_FEATURES = {  # feature: (doctor's check, what the SKIP line calls it)
 EXIT_HOST = 8
 _HOST_LOCK = threading.Lock()
 _HOST_DOCTOR = []  # [(document or None, why not)] once probed
+DEBUG_REGISTERS_WAIT = 300.0  # at most this long (scaled) for the debug registers, before the deadline starts
+
+
+class SharedLock:
+    """Held by many at once (shared) or by one alone; one waiting to hold it alone goes first."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.shared = 0
+        self.alone = False
+        self.waiting = 0
+
+    def acquire(self, alone, timeout):
+        end = time.time() + timeout
+        with self.cond:
+            if alone:
+                self.waiting += 1
+            try:
+                while self.alone or (self.shared if alone else self.waiting):
+                    if not self.cond.wait(end - time.time()) and time.time() >= end:
+                        return False
+                if alone:
+                    self.alone = True
+                else:
+                    self.shared += 1
+                return True
+            finally:
+                if alone:
+                    self.waiting -= 1
+                    self.cond.notify_all()
+
+    def release(self, alone):
+        with self.cond:
+            if alone:
+                self.alone = False
+            else:
+                self.shared -= 1
+            self.cond.notify_all()
+
+
+# The hardware debug registers are the host's, not a case's: record/survivors/refused takes all of
+# them (tests/targets/hold_debugregs.py) for a few seconds where watchpoints trap. The cases that open
+# watchpoints (Case.debugregs "shared") do not run meanwhile; that one (Case.debugregs "alone") waits
+# until none of them runs.
+DEBUG_REGISTERS = SharedLock()
 
 
 def host_doctor():
@@ -453,10 +498,12 @@ def first_interpreter(prefer=("3.12.1", "3.11.7", "3.13.0"), only=False):
 
 # --- the runner ---------------------------------------------------------------------------------
 class Case:
-    def __init__(self, name, fn, args=(), timeout=60.0, needs=None, cost=1.0, host=()):
+    def __init__(self, name, fn, args=(), timeout=60.0, needs=None, cost=1.0, host=(), debugregs=None):
         self.name, self.fn, self.args, self.timeout, self.needs = name, fn, args, timeout, needs
         self.cost = cost  # rough seconds, to start the longest cases first
         self.host = host  # HOST_FEATURES the case needs: SKIP where doctor says the host lacks one
+        # "shared": it opens watchpoints; "alone": it takes every debug register (DEBUG_REGISTERS)
+        self.debugregs = debugregs
 
 
 def interp(iid):
@@ -469,8 +516,18 @@ def run_case(case, ctx):
     except Exception as e:
         lacking = None
         ctx.notes.append("host feature probe failed: %s" % e)
+    installed = not case.needs or os.access(case.needs, os.X_OK)
+    alone = case.debugregs == "alone"
+    locked = False
+    if case.debugregs and installed and not lacking:  # waits before the deadline starts
+        locked = DEBUG_REGISTERS.acquire(alone, DEBUG_REGISTERS_WAIT * SCALE)
+        if not locked:
+            ctx.start()
+            ctx.cleanup()
+            return "FAIL", "waited %.0fs for the debug registers (the cases using them did not end)" % (
+                DEBUG_REGISTERS_WAIT * SCALE)
     ctx.start()
-    if case.needs and not os.access(case.needs, os.X_OK):
+    if not installed:
         ctx.cleanup()
         return "SKIP", "%s not installed" % case.needs
     if lacking:
@@ -487,6 +544,8 @@ def run_case(case, ctx):
         return "FAIL", "harness error: %s\n%s" % (e, traceback.format_exc())
     finally:
         ctx.cleanup()
+        if locked:
+            DEBUG_REGISTERS.release(alone)
 
 
 def report(status, case, detail, ctx, elapsed):

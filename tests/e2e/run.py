@@ -14,9 +14,10 @@ processes, unsupported interpreters and privileges, with their exit codes). harn
 Host features: `doctor --json` runs once per run (doctor/json checks its schema, the checks, modes,
 costs and host, and that the watchpoint self-test, its trap cost and the survivors mode agree). Cases
 needing a feature doctor says the host lacks print `SKIP case: <feature> unavailable on this host
-(<evidence>)`: every record/survivors/* case needs watchpoints that trap; where they do not,
-record/survivors/refused checks survivors is refused at once (exit 8, naming watchpoints). A doctor
-without the check leaves the feature unknown and the cases run.
+(<evidence>)`: every record/survivors/* case needs watchpoints that trap. record/survivors/refused runs
+on every host: where watchpoints trap it first takes every hardware debug register
+(tests/targets/hold_debugregs.py), while the cases that open watchpoints wait. A doctor without the
+check leaves the feature unknown and the cases run.
 
 Every case runs under a deadline and kills its process groups whatever happens. Output: one line per case
 (PASS/FAIL/SKIP name: detail), then exactly `N passed, M failed[, K skipped]`; exit status 1 if any failed.
