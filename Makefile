@@ -159,7 +159,7 @@ bench-leaks-fast: $(BIN)
 	$(Q)tools/host-setup.sh
 	$(Q)bench/leaks/run --fast --pymemspy $(BIN)
 
-FORMAT_FILES = $(wildcard src/*/*.c src/*/*.h bpf/*.c bpf/*.h tests/unit/*.c tests/fuzz/*.c)
+FORMAT_FILES = $(wildcard src/*/*.c src/*/*.h bpf/*.c bpf/*.h tests/unit/*.c tests/fuzz/*.c tools/*.c)
 format:
 	$(Q)clang-format -i $(FORMAT_FILES)
 

@@ -177,34 +177,34 @@ struct pms_dictentry_38 {
 	PyObject *me_key;
 	PyObject *me_value;
 };
-#define DK_SIZE_FIELD	     OFF(struct pms_dictkeys_38, dk_size)
-#define DK_LOG2_SIZE	     NONE
-#define DK_LOG2_INDEX_BYTES  NONE
-#define DK_KIND		     NONE
-#define DK_NENTRIES	     OFF(struct pms_dictkeys_38, dk_nentries)
-#define DK_INDICES	     OFF(struct pms_dictkeys_38, dk_indices)
-#define DICTENTRY_SIZE	     SIZE(struct pms_dictentry_38)
-#define DICTENTRY_KEY	     OFF(struct pms_dictentry_38, me_key)
-#define DICTENTRY_VALUE	     OFF(struct pms_dictentry_38, me_value)
-#define DICTUENTRY_SIZE	     NONE
-#define DICTUENTRY_KEY	     NONE
-#define DICTUENTRY_VALUE     NONE
-#define DICTVALUES_VALUES    0L /* ma_values is a plain PyObject *[] */
+#define DK_SIZE_FIELD	      OFF(struct pms_dictkeys_38, dk_size)
+#define DK_LOG2_SIZE	      NONE
+#define DK_LOG2_INDEX_BYTES   NONE
+#define DK_KIND		      NONE
+#define DK_NENTRIES	      OFF(struct pms_dictkeys_38, dk_nentries)
+#define DK_INDICES	      OFF(struct pms_dictkeys_38, dk_indices)
+#define DICTENTRY_SIZE	      SIZE(struct pms_dictentry_38)
+#define DICTENTRY_KEY	      OFF(struct pms_dictentry_38, me_key)
+#define DICTENTRY_VALUE	      OFF(struct pms_dictentry_38, me_value)
+#define DICTUENTRY_SIZE	      NONE
+#define DICTUENTRY_KEY	      NONE
+#define DICTUENTRY_VALUE      NONE
+#define DICTVALUES_VALUES     0L /* ma_values is a plain PyObject *[] */
 #define DICTKEYS_UNICODE_KIND NONE
 #else
-#define DK_SIZE_FIELD	     NONE
-#define DK_LOG2_SIZE	     OFF(PyDictKeysObject, dk_log2_size)
-#define DK_LOG2_INDEX_BYTES  OFF(PyDictKeysObject, dk_log2_index_bytes)
-#define DK_KIND		     OFF(PyDictKeysObject, dk_kind)
-#define DK_NENTRIES	     OFF(PyDictKeysObject, dk_nentries)
-#define DK_INDICES	     OFF(PyDictKeysObject, dk_indices)
-#define DICTENTRY_SIZE	     SIZE(PyDictKeyEntry)
-#define DICTENTRY_KEY	     OFF(PyDictKeyEntry, me_key)
-#define DICTENTRY_VALUE	     OFF(PyDictKeyEntry, me_value)
-#define DICTUENTRY_SIZE	     SIZE(PyDictUnicodeEntry)
-#define DICTUENTRY_KEY	     OFF(PyDictUnicodeEntry, me_key)
-#define DICTUENTRY_VALUE     OFF(PyDictUnicodeEntry, me_value)
-#define DICTVALUES_VALUES    OFF(PyDictValues, values)
+#define DK_SIZE_FIELD	      NONE
+#define DK_LOG2_SIZE	      OFF(PyDictKeysObject, dk_log2_size)
+#define DK_LOG2_INDEX_BYTES   OFF(PyDictKeysObject, dk_log2_index_bytes)
+#define DK_KIND		      OFF(PyDictKeysObject, dk_kind)
+#define DK_NENTRIES	      OFF(PyDictKeysObject, dk_nentries)
+#define DK_INDICES	      OFF(PyDictKeysObject, dk_indices)
+#define DICTENTRY_SIZE	      SIZE(PyDictKeyEntry)
+#define DICTENTRY_KEY	      OFF(PyDictKeyEntry, me_key)
+#define DICTENTRY_VALUE	      OFF(PyDictKeyEntry, me_value)
+#define DICTUENTRY_SIZE	      SIZE(PyDictUnicodeEntry)
+#define DICTUENTRY_KEY	      OFF(PyDictUnicodeEntry, me_key)
+#define DICTUENTRY_VALUE      OFF(PyDictUnicodeEntry, me_value)
+#define DICTVALUES_VALUES     OFF(PyDictValues, values)
 #define DICTKEYS_UNICODE_KIND ((long)DICT_KEYS_UNICODE)
 #endif
 
@@ -219,10 +219,10 @@ struct pms_dictentry_38 {
 
 /* 3.12 packs an int's digit count and sign into lv_tag. */
 #if PY_VERSION_HEX >= 0x030C0000
-#define LONG_TAG	   OFF(PyLongObject, long_value.lv_tag)
+#define LONG_TAG	  OFF(PyLongObject, long_value.lv_tag)
 #define LONG_NONSIZE_BITS ((long)_PyLong_NON_SIZE_BITS)
 #else
-#define LONG_TAG	   NONE
+#define LONG_TAG	  NONE
 #define LONG_NONSIZE_BITS NONE
 #endif
 

@@ -329,7 +329,6 @@ static void print_text(const struct census *c, long top)
 
 static int print_json(const struct census *c)
 {
-	const struct pyversion *v = pytarget_version(c->target);
 	struct out_row *rows, *hrows;
 	size_t n = 0, nh = 0;
 	struct json *j;
@@ -346,13 +345,7 @@ static int print_json(const struct census *c)
 	json_object_begin(j);
 	json_kv_string(j, "schema", "pymemspy.census/1");
 	json_kv_int(j, "pid", proc_pid(pytarget_proc(c->target)));
-	json_key(j, "python");
-	json_object_begin(j);
-	json_kv_string(j, "version", v->text);
-	json_kv_string(j, "build", pylayout_build_name(v->build));
-	json_kv_string(j, "runtime", pytarget_runtime_file(c->target));
-	json_kv_string(j, "layout", pytarget_layout_source(c->target));
-	json_object_end(j);
+	pytarget_json(j, c->target);
 	json_kv_double(j, "duration", c->duration);
 	json_kv_uint(j, "snapshots", c->snapshots);
 	json_kv_double(j, "paused_s", c->paused_s);

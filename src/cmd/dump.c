@@ -138,7 +138,6 @@ static void print_text(const struct dump *d)
 
 static int print_json(const struct dump *d)
 {
-	const struct pyversion *v = pytarget_version(d->target);
 	struct json *j = json_new(stdout, true);
 
 	if (!j)
@@ -146,13 +145,7 @@ static int print_json(const struct dump *d)
 	json_object_begin(j);
 	json_kv_string(j, "schema", "pymemspy.dump/1");
 	json_kv_int(j, "pid", proc_pid(pytarget_proc(d->target)));
-	json_key(j, "python");
-	json_object_begin(j);
-	json_kv_string(j, "version", v->text);
-	json_kv_string(j, "build", pylayout_build_name(v->build));
-	json_kv_string(j, "runtime", pytarget_runtime_file(d->target));
-	json_kv_string(j, "layout", pytarget_layout_source(d->target));
-	json_object_end(j);
+	pytarget_json(j, d->target);
 	json_key(j, "threads");
 	json_array_begin(j);
 	for (size_t i = 0; i < d->nthreads; i++) {

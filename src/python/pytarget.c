@@ -1,5 +1,7 @@
 #include "pytarget.h"
 
+#include "json.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -8,6 +10,7 @@
 #include <unistd.h>
 
 #include "elffile.h"
+#include "json.h"
 #include "pydebugoffsets.h"
 
 struct pytarget {
@@ -371,4 +374,17 @@ const char *pytarget_runtime_file(const struct pytarget *t)
 const char *pytarget_layout_source(const struct pytarget *t)
 {
 	return t->layout_source;
+}
+
+void pytarget_json(struct json *j, struct pytarget *t)
+{
+	const struct pyversion *v = pytarget_version(t);
+
+	json_key(j, "python");
+	json_object_begin(j);
+	json_kv_string(j, "version", v->text);
+	json_kv_string(j, "build", pylayout_build_name(v->build));
+	json_kv_string(j, "runtime", pytarget_runtime_file(t));
+	json_kv_string(j, "layout", pytarget_layout_source(t));
+	json_object_end(j);
 }

@@ -60,4 +60,9 @@ const char *pytarget_layout_source(const struct pytarget *t);
  * minor and ABI flags (d, t, m). 0 or -ENOENT. */
 int pytarget_parse_filename(const char *path, int *major, int *minor, char *flags, size_t flagslen);
 
+struct json;
+/* Writes "python": {version, build, runtime, layout} into an open JSON object: what dump and
+ * census say of the interpreter they read. */
+void pytarget_json(struct json *j, struct pytarget *t);
+
 #endif
